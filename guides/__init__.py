@@ -1,0 +1,1 @@
+"""q: noisy layers and encoders."""

@@ -1,0 +1,1 @@
+"""p: priors, KLs, heads."""

@@ -1,0 +1,42 @@
+"""Test physics in one place: a clean Pyro parameter store, validation on, fixed seeds, the data dir."""
+
+import os
+from pathlib import Path
+
+import pyro
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _pyro_physics():
+    pyro.clear_param_store()
+    pyro.enable_validation(True)
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+def shared_data_dir() -> Path | None:
+    """``$INFODROPOUT_DATA`` if set, else ``../shared/data`` beside the repository, else None."""
+    env = os.environ.get("INFODROPOUT_DATA")
+    if env:
+        return Path(env)
+    candidate = REPO.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The directory holding the real data sets; tests that need it skip only where none exists."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("no data directory: set INFODROPOUT_DATA (CI points it at ../shared/data)")
+    if not path.is_dir():
+        raise FileNotFoundError(f"INFODROPOUT_DATA={path} is not a directory")
+    return path
+
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
