@@ -7,6 +7,7 @@ sites. What follows the representation (classifier layers, a decoder) is the mod
 from collections.abc import Sequence
 
 from torch import nn
+from torch.nn import functional as F
 
 from .layers import GaussianLatent, InformationDropout, check_kind, noisy_conv2d, noisy_linear
 
@@ -79,7 +80,9 @@ class AllCNN32Encoder(nn.Module):
     ``3x32x32 -> [conv 96, conv 96, noisy conv 96 /2] -> [conv 192, conv 192, noisy conv 192 /2] -> z2 (192, 8, 8)``
 
     The two stride-2 convolutions are the noisy layers (sites ``z1``, ``z2``): for information
-    dropout they are the parallel f and alpha heads. Channel counts scale with ``width``.
+    dropout they are the parallel f and alpha heads. Every conv has batch norm; the input gets binary
+    dropout with probability ``input_dropout`` (0.2 in All-CNN-C and the authors' code, whatever the
+    kind of the noisy layers). Channel counts scale with ``width``.
     """
 
     def __init__(
@@ -91,10 +94,14 @@ class AllCNN32Encoder(nn.Module):
         alpha_min: float = 0.001,
         alpha_max: float = 0.7,
         activation: str = "relu",
+        input_dropout: float = 0.2,
     ):
         super().__init__()
         check_kind(dropout)
         _check_positive(in_channels=in_channels, width=width)
+        if not 0 <= input_dropout < 1:
+            raise ValueError(f"input_dropout={input_dropout}: expected a drop probability in [0, 1)")
+        self.input_dropout = float(input_dropout)
         c1, c2 = max(1, round(96 * width)), max(1, round(192 * width))
         noisy = dict(activation=activation, p=p, alpha_min=alpha_min, alpha_max=alpha_max)
         self.block1 = nn.Sequential(conv_bn_relu(in_channels, c1), conv_bn_relu(c1, c1))
@@ -105,6 +112,7 @@ class AllCNN32Encoder(nn.Module):
         self.out_channels = c2
 
     def forward(self, x):
+        x = F.dropout(x, self.input_dropout, training=self.drop1.noisy)  # (B, C, H, W)
         h = self.drop1(self.block1(x))  # (B, c1, H/2, W/2)
         return self.drop2(self.block2(h))  # (B, c2, H/4, W/4)
 
@@ -112,7 +120,8 @@ class AllCNN32Encoder(nn.Module):
 class AllCNN96Encoder(nn.Module):
     """An All-CNN for 96x96 inputs (Cluttered MNIST) with four noisy stride-2 layers ``z1 ... z4``.
 
-    ``1x96x96 -> [conv c, noisy conv c /2] x 4 -> z4 (192, 6, 6)`` with ``c = 32, 64, 96, 192`` (times width).
+    ``1x96x96 -> [conv c, conv c, noisy conv c /2] x 4 -> z4 (192, 6, 6)`` with ``c = 32, 64, 96, 192``
+    (times ``width``), batch norm on every conv, as in the authors' code.
     """
 
     def __init__(
@@ -134,7 +143,7 @@ class AllCNN96Encoder(nn.Module):
         for i, c in enumerate(channels):
             layer = noisy_conv2d(dropout, c, c, 3, 2, 1, **noisy)
             layer.name = f"z{i + 1}"
-            blocks.append(nn.Sequential(conv_bn_relu(c_in, c), layer))
+            blocks.append(nn.Sequential(conv_bn_relu(c_in, c), conv_bn_relu(c, c), layer))
             c_in = c
         self.blocks = nn.Sequential(*blocks)
         self.out_channels = channels[-1]

@@ -105,9 +105,9 @@ class InformationDropout(NoisyLayer):
 
     ``f_head`` and ``alpha_head`` are parallel heads with outputs of the same shape. In training
     mode the output is the Pyro sample site ``name`` with guide
-    :class:`~infodropout.guides.noise.MultiplicativeLogNormal` (all non-batch dimensions are event
-    dimensions). With ``activation="relu"`` the natural prior is log-uniform (KL = -log alpha + c on
-    active units); with ``"softplus"``, a log-normal prior.
+    :class:`~infodropout.guides.noise.MultiplicativeLogNormal` (``event_dim`` trailing dimensions
+    reinterpreted: 1 for dense, 3 for convolutional layers). With ``activation="relu"`` the natural
+    prior is log-uniform (KL = -log alpha + c on active units); with ``"softplus"``, a log-normal prior.
 
     :param nn.Module f_head: pre-activation of f.
     :param nn.Module alpha_head: logits of alpha, same output shape as ``f_head``.
@@ -157,14 +157,16 @@ class InformationDropout(NoisyLayer):
         batch_norm: bool = False,
         **kwargs,
     ) -> "InformationDropout":
-        """A convolutional layer: two parallel convs (optionally each followed by BatchNorm2d)."""
-
-        def head():
-            conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm)
-            return nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if batch_norm else conv
-
+        """A convolutional layer: two parallel convs. With ``batch_norm`` the f head is conv + BatchNorm2d
+        (the alpha head stays a plain conv with bias, as in the authors' code)."""
+        if batch_norm:
+            conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+            f_head = nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+        else:
+            f_head = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
+        alpha_head = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
         kwargs.setdefault("event_dim", 3)
-        return cls(head(), head(), **kwargs)
+        return cls(f_head, alpha_head, **kwargs)
 
     @property
     def max_alpha(self) -> float:
