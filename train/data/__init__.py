@@ -1,1 +1,55 @@
+"""Data: the paper's data sets offline, as device tensors, with clear errors.
 
+- :func:`get_dataset` / :data:`DATASETS`: MNIST, Fashion-MNIST, CIFAR-10, scikit-learn digits,
+  Cluttered MNIST and Occluded CIFAR as an :class:`ArrayDataset` on a device;
+- :class:`DSprites`: the dSprites factor grid, rendered by index on the device;
+- :class:`DeviceLoader`, :class:`RandomCrop`, :class:`RandomHorizontalFlip`: minibatches and
+  augmentation as device ops;
+- :func:`search_dirs`, :func:`cache_dir`, :class:`DataNotFoundError`, :class:`DataCorruptError`:
+  where data are looked for and what a missing or damaged file raises.
+"""
+
+from .arrays import ArrayDataset, SplitPair, TensorImageDataset, channel_stats, to_float
+from .cifar import CIFAR10_CLASSES, load_cifar10
+from .cluttered import make_cluttered
+from .dsprites import DSprites, DSpritesLoader, load_dsprites
+from .idx import Splits, load_idx_dataset, read_idx
+from .loader import Compose, DeviceLoader, RandomCrop, RandomHorizontalFlip
+from .occluded import make_occluded
+from .paths import (
+    DataCorruptError,
+    DataNotFoundError,
+    add_data_dir_argument,
+    cache_dir,
+    search_dirs,
+)
+from .registry import DATASETS, get_dataset
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "ArrayDataset",
+    "Compose",
+    "DSprites",
+    "DSpritesLoader",
+    "DataCorruptError",
+    "DataNotFoundError",
+    "DeviceLoader",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "SplitPair",
+    "Splits",
+    "TensorImageDataset",
+    "add_data_dir_argument",
+    "cache_dir",
+    "channel_stats",
+    "get_dataset",
+    "load_cifar10",
+    "load_dsprites",
+    "load_idx_dataset",
+    "make_cluttered",
+    "make_occluded",
+    "read_idx",
+    "search_dirs",
+    "to_float",
+]
