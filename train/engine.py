@@ -1,0 +1,268 @@
+"""The training step and loop: Pyro's ELBO trained with ``torch.optim``, no host sync inside a step.
+
+A step runs the guide, replays the model, backpropagates ``-ELBO / N`` (the per-example Information
+Bottleneck loss) and updates the parameters. Its loss, task loss and KL per site are added to
+device-side accumulators that are read once per logging interval; a non-finite loss is recorded on
+the device with its step number and stops the run at the next read. On CUDA the whole step can be
+captured in a CUDA graph and replayed per batch.
+"""
+
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+
+import pyro
+import torch
+from infodropout.guides.layers import sampling
+from infodropout.models import InformationBottleneck
+from torch import nn
+
+from .elbo import MeanFieldELBO
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def make_optimizer(
+    name: str,
+    params,
+    lr: float,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    device: torch.device | None = None,
+    capturable: bool = False,
+) -> torch.optim.Optimizer:
+    """SGD (with momentum, Nesterov by default), Adam or AdamW; fused on CUDA.
+
+    ``weight_decay`` is the coefficient of ``weight_decay / 2 * ||theta||^2`` added to the loss (SGD,
+    Adam), or decoupled decay (AdamW). With ``capturable`` the learning rate is a device tensor, so a
+    CUDA graph can replay the step while a schedule changes it.
+    """
+    cuda = device is not None and device.type == "cuda"
+    lr_value = torch.tensor(lr, device=device) if capturable else lr
+    fast = {"fused": True} if cuda else {}
+    if name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=lr_value,
+            momentum=momentum,
+            nesterov=nesterov and momentum > 0,
+            weight_decay=weight_decay,
+            **fast,
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr_value, weight_decay=weight_decay, **fast)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr_value, weight_decay=weight_decay, **fast)
+    raise ValueError(f"optimizer={name!r}: expected one of ('sgd', 'adam', 'adamw')")
+
+
+class TrainStep:
+    """One optimisation step of an :class:`InformationBottleneck` on a batch, with device accumulators.
+
+    :param ib: the model and guide.
+    :param optimizer: a ``torch.optim`` optimizer over ``ib.parameters()``.
+    :param num_data: N, the training set size (the ELBO is divided by it: a per-example loss).
+    :param precision: ``"fp32"`` or ``"bf16"`` (autocast on CUDA).
+    """
+
+    def __init__(
+        self,
+        ib: InformationBottleneck,
+        optimizer: torch.optim.Optimizer,
+        num_data: int,
+        device: torch.device,
+        precision: str = "fp32",
+    ):
+        self.ib, self.optimizer, self.num_data, self.device = ib, optimizer, num_data, device
+        self.elbo = MeanFieldELBO()
+        self.sites = ib.latent_sites
+        self.precision = precision
+        self._totals = torch.zeros(3 + len(self.sites), device=device)  # examples, loss, nll, kl per site
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=device)
+        self._step_index = torch.zeros((), dtype=torch.long, device=device)
+
+    def _autocast(self):
+        if self.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """``-ELBO / N`` forward and backward, and the accumulators; no optimizer call, no host sync."""
+        with self._autocast():
+            terms = self.elbo.terms(self.ib.model, self.ib.guide, x, y)
+        loss = terms.loss / self.num_data  # mean over the batch of the per-example loss
+        loss.backward()
+        with torch.no_grad():
+            batch = x.shape[0]
+            parts = [torch.full((), float(batch), device=self.device), loss.detach() * batch, terms.nll.detach()]
+            parts += [terms.kl[s].detach() for s in self.sites]
+            self._totals += torch.stack([p.float() for p in parts])
+            bad = ~torch.isfinite(loss.detach())
+            self._bad_step.copy_(torch.where(bad & (self._bad_step < 0), self._step_index, self._bad_step))
+            self._step_index += 1
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.forward_backward(x, y)
+        self.optimizer.step()
+
+    def reset(self) -> None:
+        """Zero the accumulators (in place, so a captured graph keeps writing to them)."""
+        self._totals.zero_()
+
+    def read(self) -> dict:
+        """The accumulated means per example (one host sync): loss, nll and ``kl`` per site."""
+        values = self._totals.tolist()
+        examples = max(values[0], 1.0)
+        return {
+            "examples": int(values[0]),
+            "loss": values[1] / examples,
+            "nll": values[2] / examples,
+            "kl": {s: v / examples for s, v in zip(self.sites, values[3:], strict=True)},
+        }
+
+    def first_bad_step(self) -> int | None:
+        """The global index of the first step with a non-finite loss, if any (one host sync)."""
+        step = int(self._bad_step.item())
+        return None if step < 0 else step
+
+    def state_dict(self) -> dict:
+        return {"totals": self._totals.clone(), "step_index": self._step_index.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._totals.copy_(state["totals"])
+        self._step_index.copy_(state["step_index"])
+
+
+class GraphedStep:
+    """A :class:`TrainStep` captured in a CUDA graph: each call copies the batch into static inputs and
+    replays forward, ELBO, backward and optimizer step. The first ``warmup`` calls run eagerly on a
+    side stream (they are real steps); the next one captures, then replays.
+    """
+
+    def __init__(self, step: TrainStep, warmup: int = 3):
+        self.step, self.warmup = step, warmup
+        self.graph = None
+        self._calls = 0
+        self._stream = torch.cuda.Stream()
+
+    def __call__(self, x, y):
+        if self.graph is not None:
+            self._x.copy_(x)
+            if y is not None:
+                self._y.copy_(y)
+            self.graph.replay()
+            return
+        if self._calls < self.warmup:
+            self._calls += 1
+            self._stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self._stream):
+                self.step(x, y)
+            torch.cuda.current_stream().wait_stream(self._stream)
+            return
+        self._x, self._y = x.clone(), None if y is None else y.clone()
+        self.step.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.step.forward_backward(self._x, self._y)
+            self.step.optimizer.step()
+        self.graph = graph
+        graph.replay()
+
+
+def make_step(step: TrainStep, cuda_graph: bool, log: Callable[[str], None] = print):
+    """The step to call per batch: graphed on CUDA when asked and possible, else eager."""
+    if not (cuda_graph and step.device.type == "cuda"):
+        return step
+    return _FallbackStep(step, log)
+
+
+class _FallbackStep:
+    """Try the CUDA graph; if capture fails, say why once and continue eagerly."""
+
+    def __init__(self, step: TrainStep, log):
+        self.step, self.log = step, log
+        self.graphed = GraphedStep(step)
+
+    def __call__(self, x, y):
+        if self.graphed is None:
+            return self.step(x, y)
+        try:
+            self.graphed(x, y)
+        except (RuntimeError, NotImplementedError) as err:
+            if isinstance(err, torch.OutOfMemoryError):
+                raise
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            self.log(f"CUDA graph capture failed ({reason}); continuing without a graph")
+            self.graphed = None
+            torch.cuda.synchronize()
+            self.step.optimizer.zero_grad(set_to_none=True)
+
+
+@contextlib.contextmanager
+def training_context(ib: InformationBottleneck):
+    """What a fast step needs: no distribution validation (host syncs), no param-store registration."""
+    with pyro.validation_enabled(False), ib.unregistered():
+        yield
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(ib: InformationBottleneck, batches: Sequence) -> None:
+    """Re-estimate batch-norm statistics with the noise off (cumulative averages over ``batches``).
+
+    Statistics gathered while training see noisy activations; the network is tested without noise,
+    so its statistics are re-estimated on clean activations first (the authors' "dry run").
+    """
+    norms = [m for m in ib.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training = ib.training
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    ib.train()
+    with sampling(False), pyro.poutine.block():
+        for x, _ in batches:
+            ib.head(ib.encoder(x))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    ib.train(was_training)
+
+
+def batchnorm_state(ib: nn.Module) -> dict:
+    """A copy of every batch-norm buffer (to restore after an evaluation-time recalibration)."""
+    state = {}
+    for prefix, module in ib.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            for name, buf in module.named_buffers(prefix=prefix):
+                state[name] = buf.clone()
+    return state
+
+
+def restore_batchnorm(ib: nn.Module, state: dict) -> None:
+    buffers = dict(ib.named_buffers())
+    for name, value in state.items():
+        buffers[name].copy_(value)
+
+
+def check_finite(step: TrainStep, epoch: int, steps_per_epoch: int) -> None:
+    """Raise :class:`NonFiniteLoss` naming the epoch and step of the first non-finite loss."""
+    bad = step.first_bad_step()
+    if bad is not None:
+        raise NonFiniteLoss(
+            f"the loss became NaN or infinite at epoch {bad // steps_per_epoch + 1}, step "
+            f"{bad % steps_per_epoch + 1} (global step {bad + 1}); the run stops, keeping the last good checkpoint"
+        )
+
+
+def progress(iterable, total: int, desc: str, enabled: bool = True):
+    """A tqdm progress bar on a terminal; the bare iterable otherwise."""
+    if not (enabled and sys.stderr.isatty()):
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

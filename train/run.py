@@ -1,0 +1,470 @@
+"""A training run: data, network and optimiser from a config, the loop, evaluation, checkpoints.
+
+A run directory holds ``config.json`` (resolved config, seed, package versions), ``metrics.jsonl``
+(one line per epoch), ``metrics.json`` (final) and ``checkpoint.pt`` (written atomically every epoch
+and when interrupted). An existing, non-empty run directory is never overwritten.
+"""
+
+import contextlib
+import json
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import pyro
+import torch
+from infodropout.guides.layers import sampling
+from infodropout.models.zoo import build_network
+
+from . import data as datalib
+from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint, write_json
+from .config import TrainConfig
+from .elbo import MeanFieldELBO
+from .engine import (
+    TrainStep,
+    batchnorm_state,
+    check_finite,
+    make_optimizer,
+    make_step,
+    progress,
+    recalibrate_batchnorm,
+    restore_batchnorm,
+    training_context,
+)
+from .schedules import beta_at, lr_factor, set_lr
+
+EVAL_BATCH = 500
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); a checkpoint was saved first."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda': no CUDA device is available here (use --device cpu)")
+    return torch.device(name)
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("information-dropout", "torch", "pyro-ppl", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+@dataclass
+class RunData:
+    """The data of a run: loaders on the device, and what the network needs to know."""
+
+    train: object
+    test: object
+    recalibration: object | None
+    num_train: int
+    input_shape: tuple[int, ...]
+    num_classes: int
+    reconstruct: bool
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
+    if n is None or n >= len(x):
+        return x, y
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(x), generator=generator)[:n].to(x.device)
+    return x.index_select(0, keep), y.index_select(0, keep)
+
+
+def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
+    """Loaders for ``config.dataset`` on ``device``: standardised images for classifiers, [0, 1] pixels
+    (the reconstruction targets) for autoencoders; crop-and-flip augmentation when asked."""
+    reconstruct = config.arch in ("vae", "conv-vae")
+    if config.dataset == "dsprites":
+        sprites = datalib.load_dsprites(config.data_dir, device)
+        train = datalib.DSpritesLoader(sprites, config.batch_size, True, True, config.seed)
+        test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), 20)
+        return RunData(train, test, None, len(sprites), (1, 64, 64), 0, True)
+    ds = datalib.get_dataset(config.dataset, config.data_dir, device, config.seed)
+    x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
+    x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
+    norm = {} if reconstruct else {"mean": ds.mean, "std": ds.std}
+    transform = None
+    if config.augment:
+        height = ds.input_shape[1]
+        transform = datalib.Compose([datalib.RandomCrop(height, padding=height // 8), datalib.RandomHorizontalFlip()])
+    train = datalib.DeviceLoader(
+        x_train, y_train, config.batch_size, True, True, config.seed, transform=transform, **norm
+    )
+    test = datalib.DeviceLoader(x_test, y_test, EVAL_BATCH, False, False, 0, **norm)
+    recalibration = None
+    if config.recalibrate_batches:
+        recalibration = datalib.DeviceLoader(x_train, y_train, config.batch_size, True, True, config.seed + 7, **norm)
+    return RunData(train, test, recalibration, len(x_train), tuple(ds.input_shape), ds.num_classes, reconstruct)
+
+
+class _FirstBatches:
+    """The first ``n`` batches of a loader, the same ones every time (a fixed test sample)."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        self.loader.set_epoch(0)
+        return islice(iter(self.loader), self.n)
+
+    def __len__(self):
+        return min(self.n, len(self.loader))
+
+
+def build_model(config: TrainConfig, data: RunData):
+    return build_network(
+        config.arch,
+        data.input_shape,
+        max(data.num_classes, 1),
+        dropout=config.dropout,
+        prior=config.prior,
+        beta=config.beta,
+        num_data=data.num_train,
+        hidden=config.hidden,
+        width=config.width,
+        activation=config.activation,
+        p=config.p,
+        alpha_max=config.alpha_max,
+        z_dim=config.z_dim,
+        latent=config.latent,
+        likelihood=config.likelihood,
+        input_dropout=config.input_dropout,
+    )
+
+
+def create_run_dir(path: Path) -> Path:
+    """Create ``path`` for a new run; refuse one that exists and is not empty."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Trainer:
+    """Trains the network a :class:`TrainConfig` describes; see the module docstring for the run files.
+
+    :param config: the run's configuration (validated).
+    :param run_dir: where to write the run (None: nothing is written).
+    :param log: where progress lines go.
+    :param show_progress: progress bars on a terminal.
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: Path | None = None, log=print, show_progress: bool = True):
+        self.config = config.validate()
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.log, self.show_progress = log, show_progress
+        self.device = resolve_device(config.device)
+        pyro.set_rng_seed(config.seed)
+        self.data = load_run_data(config, self.device)
+        self.ib = build_model(config, self.data).to(self.device)
+        graph = config.cuda_graph and self.device.type == "cuda"
+        if config.channels_last and self.device.type == "cuda":
+            self.ib = self.ib.to(memory_format=torch.channels_last)
+        self.optimizer = make_optimizer(
+            config.optimizer,
+            self.ib.parameters(),
+            config.lr,
+            config.momentum,
+            config.nesterov,
+            config.weight_decay,
+            self.device,
+            capturable=graph,
+        )
+        self.base_lrs = [config.lr for _ in self.optimizer.param_groups]
+        self.step = TrainStep(self.ib, self.optimizer, self.data.num_train, self.device, config.precision)
+        self._call_step = make_step(self.step, graph, log)
+        self.steps_per_epoch = len(self.data.train)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.warmup_steps = round(config.beta_warmup_epochs * self.steps_per_epoch)
+        if graph and self.warmup_steps:
+            self.ib.beta = torch.tensor(config.beta, device=self.device)
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self.history: list[dict] = []
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.ib.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
+        if state.get("config") != self.config.to_dict():
+            raise CheckpointError(f"{where}: made by another configuration than this run's config.json")
+        try:
+            self.ib.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step.load_state_dict(state["step"])
+            self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
+            self.global_step, self.history = int(state["global_step"]), list(state["history"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if state["rng"]["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{where}: does not match this run's network ({reason})") from None
+
+    def save(self) -> None:
+        """Write the checkpoint, then ``metrics.jsonl`` from the history (both atomically)."""
+        if self.run_dir is None:
+            return
+        save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
+        lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
+        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+
+    @classmethod
+    def start(cls, config: TrainConfig, out: Path, **kwargs) -> "Trainer":
+        """A new run in the new directory ``out`` (with its ``config.json``)."""
+        config.validate()
+        run_dir = create_run_dir(out)
+        trainer = cls(config, run_dir, **kwargs)
+        write_json(
+            run_dir / "config.json",
+            {
+                "config": config.to_dict(),
+                "seed": config.seed,
+                "versions": package_versions(),
+                "device": str(trainer.device),
+            },
+        )
+        return trainer
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, **kwargs) -> "Trainer":
+        """The run in ``run_dir``, restored from its ``config.json`` and ``checkpoint.pt``."""
+        run_dir = Path(run_dir)
+        config_path = run_dir / "config.json"
+        try:
+            saved = json.loads(config_path.read_text())
+            config = TrainConfig.from_dict(saved["config"], where=str(config_path))
+        except FileNotFoundError:
+            raise ValueError(f"{run_dir}: not a run directory (no config.json)") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{config_path}: not a readable run config ({err})") from None
+        trainer = cls(config, run_dir, **kwargs)
+        checkpoint = run_dir / "checkpoint.pt"
+        trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), where=str(checkpoint))
+        return trainer
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        c = self.config
+        factor = lr_factor(c.schedule, self.global_step, self.total_steps, self.steps_per_epoch, c.milestones, c.gamma)
+        set_lr(self.optimizer, self.base_lrs, factor)
+        if self.warmup_steps:
+            beta = beta_at(self.global_step, c.beta, self.warmup_steps)
+            if isinstance(self.ib.beta, torch.Tensor):
+                self.ib.beta.fill_(beta)
+            else:
+                self.ib.beta = beta
+
+    def fit(self, stop_after_steps: int | None = None) -> dict:
+        """Train to ``config.epochs``, evaluating and checkpointing every epoch; return the final metrics.
+
+        Ctrl-C (or ``stop_after_steps`` steps of this call) stops after the current step, saves a
+        checkpoint and raises :class:`Interrupted`; ``resume`` continues exactly where it stopped.
+        """
+        c = self.config
+        stop = _StopFlag()
+        steps_this_call = 0
+        with stop.on_sigint(), training_context(self.ib):
+            while self.epoch < c.epochs:
+                self.data.train.set_epoch(self.epoch)
+                if self.step_in_epoch == 0:
+                    self.step.reset()
+                start = time.perf_counter()
+                batches = progress(self.data.train, self.steps_per_epoch, f"epoch {self.epoch + 1}", self.show_progress)
+                for i, (x, y, *_) in enumerate(batches):
+                    if i < self.step_in_epoch:
+                        continue  # resuming inside an epoch: the loader replays its order and augmentation
+                    self._schedule()
+                    try:
+                        self._call_step(x, None if self.data.reconstruct else y)
+                    except torch.OutOfMemoryError:
+                        smaller = max(1, c.batch_size // 2)
+                        raise RuntimeError(
+                            f"out of GPU memory at batch size {c.batch_size}: lower --batch-size (try {smaller})"
+                        ) from None
+                    self.global_step += 1
+                    self.step_in_epoch += 1
+                    steps_this_call += 1
+                    if self.global_step % c.log_every == 0:
+                        check_finite(self.step, self.epoch, self.steps_per_epoch)
+                    if stop.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
+                        check_finite(self.step, self.epoch, self.steps_per_epoch)
+                        self.save()
+                        raise Interrupted(
+                            f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; checkpoint saved"
+                        )
+                check_finite(self.step, self.epoch, self.steps_per_epoch)
+                train = self.step.read()
+                seconds = time.perf_counter() - start
+                start_eval = time.perf_counter()
+                evaluation = self.evaluate()
+                record = {
+                    "epoch": self.epoch + 1,
+                    "step": self.global_step,
+                    "lr": c.lr
+                    * lr_factor(
+                        c.schedule, self.global_step - 1, self.total_steps, self.steps_per_epoch, c.milestones, c.gamma
+                    ),
+                    "beta": beta_at(self.global_step - 1, c.beta, self.warmup_steps),
+                    "train_loss": train["loss"],
+                    "train_nll": train["nll"],
+                    "train_kl": train["kl"],
+                    "train_kl_total": sum(train["kl"].values()),
+                    **evaluation,
+                    "seconds": seconds,
+                    "eval_seconds": time.perf_counter() - start_eval,
+                }
+                self.history.append(record)
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self.save()
+                self.log(format_record(record))
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Write and return ``metrics.json``: the last epoch's figures and the totals."""
+        if not self.history:
+            raise ValueError("no completed epoch to report")
+        last = self.history[-1]
+        final = {k: v for k, v in last.items() if k not in ("lr", "seconds", "eval_seconds")}
+        final["kl_per_layer"] = last.get("test_kl", last["train_kl"])
+        final["epochs"] = self.epoch
+        final["seconds_total"] = sum(r["seconds"] for r in self.history)
+        if self.run_dir is not None:
+            write_json(self.run_dir / "metrics.json", final)
+        return final
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Test metrics in evaluation mode: error (noise off) and KL per layer for classifiers; the
+        ELBO (beta = 1, noise on) and its parts for autoencoders."""
+        ib = self.ib
+        was_training = ib.training
+        saved = None
+        try:
+            if self.data.recalibration is not None and self.config.recalibrate_batches:
+                saved = batchnorm_state(ib)
+                self.data.recalibration.set_epoch(0)
+                recalibrate_batchnorm(ib, islice(iter(self.data.recalibration), self.config.recalibrate_batches))
+            ib.eval()
+            with training_context(ib):
+                return self._evaluate_reconstruction() if self.data.reconstruct else self._evaluate_classifier()
+        finally:
+            if saved is not None:
+                restore_batchnorm(ib, saved)
+            ib.train(was_training)
+
+    def _evaluate_classifier(self) -> dict:
+        ib, sites = self.ib, self.ib.latent_sites
+        totals = torch.zeros(3 + len(sites), device=self.device)  # examples, errors, nll, kl per site
+        averaged = torch.zeros((), device=self.device)
+        for x, y, *_ in self.data.test:
+            probs = ib.predict(x)  # (B, K), noise off
+            info = ib.information(x)
+            parts = [
+                torch.full((), float(len(y)), device=self.device),
+                (probs.argmax(-1) != y).sum().float(),
+                -probs.gather(-1, y[:, None]).clamp_min(1e-30).log().sum(),
+            ]
+            parts += [info[s].sum() for s in sites]
+            totals += torch.stack(parts)
+            if self.config.eval_samples:
+                averaged += (ib.predict(x, self.config.eval_samples).argmax(-1) != y).sum()
+        values = totals.tolist()
+        n = max(values[0], 1.0)
+        out = {
+            "test_error": 100 * values[1] / n,
+            "test_nll": values[2] / n,
+            "test_kl": {s: v / n for s, v in zip(sites, values[3:], strict=True)},
+        }
+        if self.config.eval_samples:
+            out["test_error_averaged"] = 100 * averaged.item() / n
+        return out
+
+    def _evaluate_reconstruction(self) -> dict:
+        sites = self.ib.latent_sites
+        elbo = MeanFieldELBO()
+        totals = torch.zeros(2 + len(sites), device=self.device)  # examples, nll, kl per site
+        with sampling(True):
+            for x, *_ in self.data.test:
+                terms = elbo.terms(self.ib.model, self.ib.guide, x)
+                parts = [torch.full((), float(len(x)), device=self.device), terms.nll]
+                totals += torch.stack(parts + [terms.kl[s] for s in sites]).float()
+        values = totals.tolist()
+        n = max(values[0], 1.0)
+        kl = {s: v / n for s, v in zip(sites, values[2:], strict=True)}
+        nll = values[1] / n
+        return {"test_elbo": -(nll + sum(kl.values())), "test_nll": nll, "test_kl": kl}
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop after the current step; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    @contextlib.contextmanager
+    def on_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def format_record(record: dict) -> str:
+    """One line per epoch for the terminal."""
+    parts = [f"epoch {record['epoch']:>3}", f"loss {record['train_loss']:.4f}", f"nll {record['train_nll']:.4f}"]
+    parts.append(f"kl {record['train_kl_total']:.2f}")
+    if "test_error" in record:
+        parts.append(f"test error {record['test_error']:.2f}%")
+    if "test_elbo" in record:
+        parts.append(f"test elbo {record['test_elbo']:.2f}")
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
