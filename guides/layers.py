@@ -136,6 +136,11 @@ class InformationDropout(NoisyLayer):
             raise ValueError(f"alpha_min={alpha_min}: expected a positive number")
         if not alpha_max > 0:
             raise ValueError(f"alpha_max={alpha_max}: expected a positive number (the range of alpha)")
+        if not alpha_min < alpha_max:
+            raise ValueError(
+                f"alpha_min={alpha_min} >= alpha_max={alpha_max}: bounds reversed? alpha lies in "
+                "[alpha_min, alpha_min + alpha_max] and alpha_min is the small floor (e.g. 0.001)"
+            )
         self.alpha_head = alpha_head
         self.alpha_min = float(alpha_min)
         self.alpha_max = float(alpha_max)

@@ -199,7 +199,7 @@ class _FallbackStep:
             self.log(f"CUDA graph capture failed ({reason}); continuing without a graph")
             self.graphed = None
             torch.cuda.synchronize()
-            self.step.optimizer.zero_grad(set_to_none=True)
+            self.step(x, y)  # nothing ran during the failed capture: train on this batch eagerly
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from torch import nn
 @given(
     logit_scale=st.floats(0.0, 1e4),
     alpha_min=st.floats(1e-4, 0.5),
-    alpha_max=st.floats(1e-3, 2.0),
+    alpha_max=st.floats(0.51, 2.0),
     seed=st.integers(0, 2**16),
 )
 def test_alpha_stays_within_its_bounds(logit_scale, alpha_min, alpha_max, seed):
@@ -144,6 +144,7 @@ def test_encoders_output_shapes_and_sites(encoder, x, shape):
     [
         (lambda: InformationDropout.linear(3, 3, alpha_min=0.0), "alpha_min"),
         (lambda: InformationDropout.linear(3, 3, alpha_max=-1.0), "alpha_max"),
+        (lambda: InformationDropout.linear(3, 3, alpha_min=0.7, alpha_max=0.001), "bounds reversed"),
         (lambda: InformationDropout.linear(3, 3, activation="tanh"), "activation"),
         (lambda: noisy_linear("spike", 3, 3), "dropout='spike'"),
         (lambda: BinaryDropout(nn.Identity(), p=1.0), "p=1.0"),
