@@ -318,12 +318,7 @@ def noisy_linear(
         return InformationDropout.linear(
             in_features, out_features, activation=activation, alpha_min=alpha_min, alpha_max=alpha_max
         )
-    head = nn.Linear(in_features, out_features)
-    if kind == "binary":
-        return BinaryDropout(head, p, activation)
-    if kind == "gaussian":
-        return GaussianDropout(head, p, activation)
-    return Deterministic(head, activation)
+    return _fixed_noise(kind, nn.Linear(in_features, out_features), p, activation)
 
 
 def noisy_conv2d(
@@ -355,6 +350,11 @@ def noisy_conv2d(
         )
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm)
     head = nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if batch_norm else conv
+    return _fixed_noise(kind, head, p, activation)
+
+
+def _fixed_noise(kind: str, head: nn.Module, p: float, activation: str) -> NoisyLayer:
+    """The layer of a kind without learned noise around ``head``."""
     if kind == "binary":
         return BinaryDropout(head, p, activation)
     if kind == "gaussian":

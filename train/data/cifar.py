@@ -15,7 +15,6 @@ Forms accepted under each directory of :func:`search_dirs`, first found wins:
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import pickle
@@ -35,7 +34,7 @@ try:
 except ImportError:  # a torchvision without image codecs: Pillow decodes instead
     decode_jpeg = None
 
-from .idx import Splits
+from .idx import Splits, read_file_bytes
 from .paths import (
     DataCorruptError,
     DataNotFoundError,
@@ -148,17 +147,6 @@ class JpegMember(NamedTuple):
     size: int
 
 
-def read_tar_bytes(path: Path) -> bytes:
-    """The archive as uncompressed tar bytes (gunzipped in memory when gzipped)."""
-    data = path.read_bytes()
-    if data[:2] != b"\x1f\x8b":
-        return data
-    try:
-        return gzip.decompress(data)
-    except (EOFError, OSError, zlib.error) as err:
-        raise DataCorruptError(path, f"bad archive: damaged gzip stream ({err})") from err
-
-
 def list_jpeg_members(path: Path, tar_bytes: bytes) -> dict[str, list[JpegMember]]:
     """The ``{train,test}/<class>/*.jpg`` members per split, sorted by (label, name); other members
     are skipped. A damaged archive or a class folder CIFAR-10 lacks raises :class:`DataCorruptError`."""
@@ -241,7 +229,10 @@ def decode_members(path: Path, whole: torch.Tensor, members: list[JpegMember]) -
 
 def decode_jpeg_archive(path: Path) -> Splits:
     """Decode a CIFAR-10 JPEG archive (layout in the module docstring) into uint8 arrays."""
-    tar_bytes = read_tar_bytes(path)
+    try:
+        tar_bytes = read_file_bytes(path)
+    except DataCorruptError as err:
+        raise DataCorruptError(path, f"bad archive: {err.problem}") from err
     members = list_jpeg_members(path, tar_bytes)
     whole = torch.frombuffer(bytearray(tar_bytes), dtype=torch.uint8)  # (bytes,)
     arrays: list[np.ndarray] = []
