@@ -11,7 +11,7 @@ from infodropout.models.priors import PRIORS
 
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
-from .data import DataCorruptError, DataNotFoundError
+from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
 from .engine import NonFiniteLoss
 from .schedules import SCHEDULES
 
@@ -65,7 +65,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None, dest="cuda_graph")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, dest="channels_last")
-    p.add_argument("--data-dir", type=str, dest="data_dir", help="where the data sets are (also $INFODROPOUT_DATA)")
+    add_data_dir_argument(p)
 
 
 _OVERRIDES = (
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed steps per variant")
     p = sub.add_parser("demo", help="information vs binary dropout on MNIST (or scikit-learn digits)")
     p.add_argument("--epochs", type=_positive_int, default=3)
-    p.add_argument("--data-dir", type=str, dest="data_dir")
+    add_data_dir_argument(p)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, default=None, help="also keep the two runs in this new directory")
     return parser
@@ -102,7 +102,10 @@ def _train(args) -> int:
     from .run import Trainer
 
     file_options = read_config_file(args.config) if args.config else {}
-    config = resolve(args.preset, file_options, {k: getattr(args, k) for k in _OVERRIDES})
+    overrides = {k: getattr(args, k) for k in _OVERRIDES}
+    if overrides["data_dir"] is not None:
+        overrides["data_dir"] = str(overrides["data_dir"])  # saved in config.json
+    config = resolve(args.preset, file_options, overrides)
     trainer = Trainer.start(config, args.out)
     print(f"training {config.preset} ({config.dropout} dropout) into {args.out}")
     final = trainer.fit()

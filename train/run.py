@@ -147,13 +147,19 @@ def build_model(config: TrainConfig, data: RunData):
     )
 
 
-def create_run_dir(path: Path) -> Path:
-    """Create ``path`` for a new run; refuse one that exists and is not empty."""
+def check_new_run_dir(path: Path) -> Path:
+    """Refuse a run directory that exists and is not empty (nothing is ever overwritten)."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(
             f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"
         )
+    return path
+
+
+def create_run_dir(path: Path) -> Path:
+    """Create ``path`` for a new run; refuse one that exists and is not empty."""
+    path = check_new_run_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -247,8 +253,9 @@ class Trainer:
     def start(cls, config: TrainConfig, out: Path, **kwargs) -> "Trainer":
         """A new run in the new directory ``out`` (with its ``config.json``)."""
         config.validate()
-        run_dir = create_run_dir(out)
-        trainer = cls(config, run_dir, **kwargs)
+        check_new_run_dir(out)  # before loading anything: fail fast
+        trainer = cls(config, None, **kwargs)  # data and network first: a failure leaves no directory
+        run_dir = trainer.run_dir = create_run_dir(out)
         write_json(
             run_dir / "config.json",
             {

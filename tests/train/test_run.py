@@ -219,6 +219,16 @@ def test_cli_reports_out_of_range_values_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_cli_names_missing_data_in_one_line_and_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INFODROPOUT_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("INFODROPOUT_CACHE", str(tmp_path / "cache"))
+    code = main(["train", "mnist-mlp", "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "MNIST not found" in err and str(tmp_path / "empty") in err and "--data-dir" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_bench_writes_ratios(tmp_path):
     assert main(["bench", "--device", "cpu", "--models", "mlp", "--repeats", "1", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "bench.json").read_text())["models"]["mlp"]
