@@ -30,7 +30,9 @@ def _kl_multiplicative_lognormal_loguniform(q: MultiplicativeLogNormal, p: LogUn
     if q.max_scale is not None:
         kl = kl + math.log(q.max_scale)
     kl = torch.where(q.base > 0, kl, torch.zeros_like(kl))
-    return kl.expand(torch.broadcast_shapes(kl.shape, p.batch_shape))
+    if kl.shape != p.batch_shape:
+        kl = kl.expand(torch.broadcast_shapes(kl.shape, p.batch_shape))
+    return kl
 
 
 @register_kl(MultiplicativeLogNormal, LogNormal)
