@@ -1,0 +1,106 @@
+"""The training step: no host synchronisation inside it, and its accumulators are the ELBO's parts."""
+
+import pytest
+import torch
+from common import assert_close
+from torch.overrides import TorchFunctionMode
+
+from infodropout.models.zoo import build_network
+from infodropout.train.elbo import MeanFieldELBO
+from infodropout.train.engine import TrainStep, make_optimizer, training_context
+
+# Calls that make the host wait for the device (or copy host data to it) when tensors live on a GPU.
+_SYNCING = {
+    torch.Tensor.item,
+    torch.Tensor.tolist,
+    torch.Tensor.__bool__,
+    torch.Tensor.__int__,
+    torch.Tensor.__float__,
+    torch.Tensor.__index__,
+    torch.Tensor.numpy,
+    torch.Tensor.nonzero,
+    torch.nonzero,
+    torch.Tensor.masked_select,
+    torch.masked_select,
+    torch.Tensor.unique,
+    torch.unique,
+    torch.tensor,
+}
+
+
+class _NoHostSync(TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in _SYNCING:
+            self.calls.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "arch, shape, options",
+    [
+        ("mlp", (1, 8, 8), dict(hidden=(16, 12))),
+        ("mlp", (1, 8, 8), dict(hidden=(16, 12), activation="softplus", prior="correlated")),
+        ("allcnn32", (3, 16, 16), dict(width=0.05)),
+        ("vae", (1, 8, 8), dict(hidden=(20,), z_dim=3, latent="information")),
+        ("mlp", (1, 8, 8), dict(hidden=(16,), dropout="binary")),
+    ],
+)
+@pytest.mark.parametrize("tensor_beta", [False, True])
+def test_a_training_step_issues_no_host_synchronisation(arch, shape, options, tensor_beta):
+    torch.manual_seed(0)
+    ib = build_network(arch, shape, 4, beta=0.1, num_data=100, **options)
+    if tensor_beta:  # how a CUDA graph sees a beta that is warmed up
+        ib.beta = torch.full((), 0.1)
+    step = TrainStep(ib, make_optimizer("adam", ib.parameters(), 1e-2), 100, torch.device("cpu"))
+    x = torch.rand(6, *shape)
+    y = None if arch == "vae" else torch.randint(0, 4, (6,))
+    with training_context(ib):
+        step(x, y)  # the first call traces the site layout (once per input shape): not a training step
+        for _ in range(2):
+            step.optimizer.zero_grad(set_to_none=True)
+            with _NoHostSync() as watch:
+                step.forward_backward(x, y)  # guide, model, ELBO, backward, accumulators
+            step.optimizer.step()  # torch's (fused on CUDA)
+            assert watch.calls == []
+
+
+def test_the_watch_catches_a_sync():
+    with _NoHostSync() as watch:
+        torch.ones(2).sum().item()
+        bool(torch.ones(()) > 0)
+    assert watch.calls == ["item", "__bool__"]
+
+
+def test_accumulators_are_the_per_example_loss_and_its_parts():
+    torch.manual_seed(0)
+    ib = build_network("mlp", (1, 8, 8), 4, hidden=(16, 12), beta=0.3, num_data=60).double()
+    optimizer = make_optimizer("sgd", ib.parameters(), 0.0, momentum=0.0)  # lr 0: parameters stay put
+    step = TrainStep(ib, optimizer, 60, torch.device("cpu"))
+    batches = [(torch.rand(6, 1, 8, 8, dtype=torch.float64), torch.randint(0, 4, (6,))) for _ in range(3)]
+    torch.manual_seed(1)
+    with training_context(ib):
+        for x, y in batches:
+            step(x, y)
+    torch.manual_seed(1)
+    loss = nll = 0.0
+    kl = {s: 0.0 for s in ib.latent_sites}
+    with training_context(ib):
+        for x, y in batches:
+            terms = MeanFieldELBO().terms(ib.model, ib.guide, x, y)
+            loss += terms.loss.item() / 60 * 6
+            nll += terms.nll.item()
+            for s in kl:
+                kl[s] += terms.kl[s].item()
+    read = step.read()
+    assert read["examples"] == 18
+    assert_close(read["loss"], loss / 18, rtol=1e-5)
+    assert_close(read["nll"], nll / 18, rtol=1e-5)
+    for s in kl:
+        assert_close(read["kl"][s], kl[s] / 18, rtol=1e-5)
+    assert_close(read["loss"], read["nll"] + 0.3 * sum(read["kl"].values()), rtol=1e-5)
+    step.reset()
+    assert step.read()["examples"] == 0
