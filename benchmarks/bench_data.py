@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+
 from infodropout.train.data import add_data_dir_argument, get_dataset
 
 

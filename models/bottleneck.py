@@ -21,9 +21,10 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from infodropout.guides.layers import NoisyLayer, sampling
 from torch import nn
 from torch.distributions import constraints, kl_divergence
+
+from infodropout.guides.layers import NoisyLayer, sampling
 
 from . import kl as _kl  # noqa: F401  (registers the analytic KLs)
 from .likelihoods import Likelihood, make_likelihood

@@ -1,7 +1,8 @@
 """Task heads and decoders: from the representation to the parameters of the likelihood."""
 
-from infodropout.guides.encoders import conv_bn_relu
 from torch import nn
+
+from infodropout.guides.encoders import conv_bn_relu
 
 
 class LinearHead(nn.Module):

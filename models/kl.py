@@ -8,8 +8,9 @@ Gaussian latent with a normal prior, is registered by torch itself.)
 import math
 
 import torch
-from infodropout.guides.noise import MultiplicativeLogNormal
 from torch.distributions import Independent, LogNormal, kl_divergence, register_kl
+
+from infodropout.guides.noise import MultiplicativeLogNormal
 
 from .priors import LogUniform, MultivariateLogNormal
 

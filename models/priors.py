@@ -9,11 +9,12 @@ import math
 
 import pyro.distributions as dist
 import torch
-from infodropout.guides.layers import GaussianLatent, InformationDropout, NoisyLayer
 from pyro.distributions import TorchDistribution
 from torch import nn
 from torch.distributions import constraints
 from torch.distributions.transforms import ExpTransform
+
+from infodropout.guides.layers import GaussianLatent, InformationDropout, NoisyLayer
 
 #: Prior names, as configs and the command line use them.
 PRIORS = ("log-uniform", "log-normal", "factorised", "correlated", "normal")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pyro
 import torch
+from torch.nn import functional as F
+
 from infodropout.guides.layers import InformationDropout
 from infodropout.models import InformationBottleneck
 from infodropout.models.zoo import build_network
-from torch.nn import functional as F
 
 from .checkpoint import write_json
 from .engine import GraphedStep, TrainStep, make_optimizer, training_context

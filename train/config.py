@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
+
 from infodropout.guides.encoders import LATENTS
 from infodropout.guides.layers import ACTIVATIONS, KINDS
 from infodropout.models.likelihoods import LIKELIHOODS

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 
 import pyro
 import torch
+from torch import nn
+
 from infodropout.guides.layers import sampling
 from infodropout.models import InformationBottleneck
-from torch import nn
 
 from .elbo import MeanFieldELBO
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyro
 import torch
+
 from infodropout.guides.layers import sampling
 from infodropout.models.zoo import build_network
 
@@ -90,10 +91,16 @@ def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
     (the reconstruction targets) for autoencoders; crop-and-flip augmentation when asked."""
     reconstruct = config.arch in ("vae", "conv-vae")
     if config.dataset == "dsprites":
+        # dSprites has no test split: the test sample is a fixed random draw of num_test images (10,000)
         sprites = datalib.load_dsprites(config.data_dir, device)
-        train = datalib.DSpritesLoader(sprites, config.batch_size, True, True, config.seed)
-        test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), 20)
-        return RunData(train, test, None, len(sprites), (1, 64, 64), 0, True)
+        subset = None
+        if config.num_train is not None and config.num_train < len(sprites):
+            generator = torch.Generator().manual_seed(config.seed)
+            subset = torch.randperm(len(sprites), generator=generator)[: config.num_train]
+        train = datalib.DSpritesLoader(sprites, config.batch_size, True, True, config.seed, indices=subset)
+        num_test = config.num_test or 10_000
+        test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), num_test)
+        return RunData(train, test, None, len(train.indices if subset is not None else sprites), (1, 64, 64), 0, True)
     ds = datalib.get_dataset(config.dataset, config.data_dir, device, config.seed)
     x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
     x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
@@ -113,17 +120,22 @@ def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
 
 
 class _FirstBatches:
-    """The first ``n`` batches of a loader, the same ones every time (a fixed test sample)."""
+    """The first ``num_items`` items of a loader's first epoch, the same every time (a fixed test sample)."""
 
-    def __init__(self, loader, n):
-        self.loader, self.n = loader, n
+    def __init__(self, loader, num_items):
+        self.loader, self.num_items = loader, num_items
 
     def __iter__(self):
         self.loader.set_epoch(0)
-        return islice(iter(self.loader), self.n)
+        left = self.num_items
+        for x, *rest in self.loader:
+            if left <= 0:
+                return
+            yield (x[:left], *(r[:left] for r in rest))
+            left -= len(x)
 
     def __len__(self):
-        return min(self.n, len(self.loader))
+        return min(-(-self.num_items // self.loader.batch_size), len(self.loader))
 
 
 def build_model(config: TrainConfig, data: RunData):

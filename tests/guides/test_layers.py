@@ -2,9 +2,10 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from common import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
+
 from infodropout.guides import (
     AllCNN32Encoder,
     AllCNN96Encoder,
@@ -20,7 +21,8 @@ from infodropout.guides import (
     sampling,
 )
 from infodropout.guides.noise import MultiplicativeLogNormal
-from torch import nn
+
+from common import assert_close
 
 
 @settings(max_examples=40, deadline=None)

@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
-from common import assert_close
-from infodropout.guides.noise import MultiplicativeLogNormal
 from torch.distributions import LogNormal
+
+from infodropout.guides.noise import MultiplicativeLogNormal
+
+from common import assert_close
 
 N_MC = 400_000
 

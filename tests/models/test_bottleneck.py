@@ -8,13 +8,15 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import pytest
 import torch
-from common import assert_close
-from infodropout.guides import MLPEncoder, VAEEncoder, noisy_linear
-from infodropout.models import REPRESENTATION, InformationBottleneck, LinearHead, MLPDecoder
 from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 from torch.distributions import kl_divergence
 from torch.nn import functional as F
+
+from infodropout.guides import MLPEncoder, VAEEncoder, noisy_linear
+from infodropout.models import REPRESENTATION, InformationBottleneck, LinearHead, MLPDecoder
+
+from common import assert_close
 
 B, D_IN, K = 16, 20, 5
 

@@ -2,13 +2,15 @@
 
 import math
 
-import infodropout.models  # noqa: F401  (registers the KLs)
 import pytest
 import torch
-from common import assert_close
+from torch.distributions import LogNormal, kl_divergence
+
+import infodropout.models  # noqa: F401  (registers the KLs)
 from infodropout.guides.noise import MultiplicativeLogNormal
 from infodropout.models.priors import LogUniform, MultivariateLogNormal
-from torch.distributions import LogNormal, kl_divergence
+
+from common import assert_close
 
 N_MC = 200_000
 

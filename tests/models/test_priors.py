@@ -1,6 +1,7 @@
 import pytest
 import torch
-from common import assert_close
+from torch.distributions import MultivariateNormal
+
 from infodropout.guides import GaussianLatent, InformationDropout, noisy_linear
 from infodropout.models.priors import (
     CorrelatedLogNormalPrior,
@@ -11,7 +12,8 @@ from infodropout.models.priors import (
     default_prior,
     make_prior,
 )
-from torch.distributions import MultivariateNormal
+
+from common import assert_close
 
 
 def test_loguniform_log_prob_and_improperness():

@@ -3,12 +3,14 @@
 import pyro
 import pytest
 import torch
-from common import assert_close
+from pyro.infer import TraceMeanField_ELBO
+
 from infodropout.models.zoo import build_network
 from infodropout.train.bench import handwritten_loss
 from infodropout.train.elbo import MeanFieldELBO
 from infodropout.train.engine import training_context
-from pyro.infer import TraceMeanField_ELBO
+
+from common import assert_close
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from common import assert_close
 from torch.overrides import TorchFunctionMode
 
 from infodropout.models.zoo import build_network
 from infodropout.train.elbo import MeanFieldELBO
 from infodropout.train.engine import TrainStep, make_optimizer, training_context
+
+from common import assert_close
 
 # Calls that make the host wait for the device (or copy host data to it) when tensors live on a GPU.
 _SYNCING = {

@@ -6,6 +6,7 @@ import signal
 
 import pytest
 import torch
+
 from infodropout.train.checkpoint import CheckpointError, load_checkpoint
 from infodropout.train.cli import main
 from infodropout.train.config import PRESETS, TrainConfig, read_config_file, resolve
@@ -148,6 +149,24 @@ def test_a_checkpoint_refuses_code(tmp_path):
 def test_every_preset_resolves():
     for name in PRESETS:
         assert resolve(name).preset == name
+
+
+_TINY = {
+    "mnist-mlp": dict(hidden=[32, 32, 32], num_train=600, num_test=300),
+    "cifar-allcnn": dict(width=0.05, num_train=300, num_test=200, recalibrate_batches=2),
+    "cluttered-allcnn": dict(width=0.05, num_train=256, num_test=128, recalibrate_batches=2),
+    "mnist-vae": dict(hidden=[64], z_dim=4, num_train=600, num_test=300),
+    "dsprites-vae": dict(z_dim=4, num_train=256, num_test=256),
+}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_trains_an_epoch_on_its_real_data(preset, data_dir, tmp_path):
+    config = resolve(preset, overrides=dict(_TINY[preset], epochs=1, device="cpu", data_dir=str(data_dir)))
+    final = Trainer.start(config, tmp_path / "run", show_progress=False, log=lambda s: None).fit()
+    key = "test_elbo" if config.arch in ("vae", "conv-vae") else "test_error"
+    assert key in final and final[key] == final[key], final  # present and not NaN
+    assert set(final["kl_per_layer"]) == set(Trainer.from_run_dir(tmp_path / "run").ib.latent_sites)
 
 
 @pytest.mark.parametrize(

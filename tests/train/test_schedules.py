@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from infodropout.train.schedules import beta_at, lr_factor, set_lr
 
 

@@ -305,16 +305,29 @@ class DSprites(Dataset):
 
 
 class DSpritesLoader(ShuffledBatches):
-    """Shuffled epochs over a :class:`DSprites`, rendering each batch on the device."""
+    """Shuffled epochs over a :class:`DSprites` (or over the images ``indices`` of it), rendering each
+    batch on the device."""
 
-    def __init__(self, data: DSprites, batch_size: int, shuffle: bool, drop_last: bool, seed: int):
-        super().__init__(len(data), batch_size, shuffle, drop_last, seed, data.device)
+    def __init__(
+        self,
+        data: DSprites,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        indices: Tensor | None = None,
+    ):
+        num_items = len(data) if indices is None else len(indices)
+        super().__init__(num_items, batch_size, shuffle, drop_last, seed, data.device)
         self.data = data
+        self.indices = None if indices is None else indices.to(data.device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for index, _ in self.epoch_batches():
             if isinstance(index, slice):
                 index = torch.arange(index.start, min(index.stop, self.num_items), device=self.device)
+            if self.indices is not None:
+                index = self.indices.index_select(0, index)  # (B,) positions in the subset -> images
             yield self.data.render(index), self.data.index_to_factors(index)
 
 

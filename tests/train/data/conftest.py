@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from infodropout.train.data import CIFAR10_CLASSES, Splits, load_cifar10, load_idx_dataset
 from PIL import Image
+
+from infodropout.train.data import CIFAR10_CLASSES, Splits, load_cifar10, load_idx_dataset
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from infodropout.train.data import DataCorruptError, DataNotFoundError, channel_stats, load_cifar10
 from infodropout.train.data import cifar as cifar_module
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from infodropout.train.data import DataCorruptError, DataNotFoundError, DSprites, load_dsprites
 from infodropout.train.data.dsprites import MARGIN, SPAN, UNIT
 
@@ -178,3 +179,15 @@ def test_damaged_original_file_is_named(tmp_path):
     fake_npz(path, shuffle_rows=True)
     with pytest.raises(DataCorruptError, match="row-major"):
         DSprites(npz=path, cache=tmp_path / "cache")
+
+
+def test_loader_over_a_subset_renders_only_its_images():
+    from infodropout.train.data import DSprites, DSpritesLoader
+
+    sprites = DSprites()
+    subset = torch.tensor([5, 700_000, 123_456, 42])
+    loader = DSpritesLoader(sprites, 2, shuffle=True, drop_last=False, seed=0, indices=subset)
+    assert len(loader) == 2
+    seen = torch.cat([classes for _, classes in loader])
+    expected = sprites.index_to_factors(subset)
+    assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, expected.tolist()))

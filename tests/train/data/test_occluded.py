@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from infodropout.train.data import get_dataset, make_occluded
 
 

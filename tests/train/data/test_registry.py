@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from infodropout.train.data import DATASETS, ArrayDataset, channel_stats, get_dataset, to_float
 from torch.utils.data import DataLoader
+
+from infodropout.train.data import DATASETS, ArrayDataset, channel_stats, get_dataset, to_float
 
 
 def test_unknown_name_lists_the_valid_ones():
