@@ -161,6 +161,9 @@ def main(argv=None) -> int:
     except Interrupted as stop:
         print(f"infodropout: {stop}; continue with: infodropout resume {getattr(args, 'out', None) or args.run_dir}")
         return 130
+    except KeyboardInterrupt:
+        print(f"infodropout {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileExistsError, DataNotFoundError, DataCorruptError, CheckpointError, NonFiniteLoss) as err:
         print(f"infodropout {args.command}: {err}", file=sys.stderr)
         return 2
