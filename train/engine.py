@@ -87,7 +87,7 @@ class TrainStep:
 
     def _autocast(self):
         if self.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)  # graph-safe
         return contextlib.nullcontext()
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
