@@ -106,14 +106,18 @@ def _sync(device):
 
 
 def _time_round_robin(variants: dict[str, Callable[[], None]], device, warmup: int, repeats: int) -> dict:
-    """Median milliseconds per call of each variant, calls interleaved so drift hits all alike."""
+    """Median milliseconds per call of each variant. Calls are interleaved so drift hits all alike,
+    and the order rotates every round so no variant always runs after the same other one (what ran
+    just before, e.g. its allocations, changes a step's time)."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
     _sync(device)
     times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for key, fn in variants.items():
+    keys = list(variants)
+    for r in range(repeats):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            fn = variants[key]
             _sync(device)
             start = time.perf_counter()
             fn()
@@ -203,7 +207,7 @@ def run_bench(device: str = "auto", out: Path | None = None, models=None, repeat
         raise ValueError(f"models={unknown}: expected names from {tuple(MODELS)}")
     result = {"device": str(dev), "device_name": _device_name(dev), "versions": package_versions(), "models": {}}
     for name in models:
-        reps = repeats or (50 if dev.type == "cuda" else (20 if name == "mlp" else 5))
+        reps = repeats or (50 if dev.type == "cuda" else (21 if name == "mlp" else 6))  # rotations of 3 (CPU)
         r = bench_model(name, dev, reps)
         result["models"][name] = r
         print(_line(name, r))
