@@ -19,7 +19,7 @@ from infodropout.models import InformationBottleneck
 from infodropout.models.zoo import build_network
 
 from .checkpoint import write_json
-from .engine import GraphedStep, TrainStep, make_optimizer, training_context
+from .engine import GraphedStep, TrainStep, autocast, make_optimizer, training_context
 from .run import package_versions, resolve_device
 
 #: name -> (architecture, input shape, batch size, extra build options)
@@ -73,7 +73,7 @@ class HandwrittenStep:
         self.name, self.ib, self.optimizer, self.precision = name, ib, optimizer, precision
 
     def forward_backward(self, x, y):
-        with _autocast(x.device, self.precision):
+        with autocast(x.device, self.precision):
             loss = handwritten_loss(self.name, self.ib, x, y)
         loss.backward()
 
@@ -87,17 +87,9 @@ class BinaryDropoutStep(HandwrittenStep):
     """Plain PyTorch binary dropout on the same architecture (the throughput reference on a GPU)."""
 
     def forward_backward(self, x, y):
-        with _autocast(x.device, self.precision):
+        with autocast(x.device, self.precision):
             loss = F.cross_entropy(self.ib.head(self.ib.encoder(x)), y)
         loss.backward()
-
-
-def _autocast(device, precision):
-    import contextlib
-
-    if precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _sync(device):
@@ -128,7 +120,7 @@ def _time_round_robin(variants: dict[str, Callable[[], None]], device, warmup: i
 
 def bench_model(name: str, device: torch.device, repeats: int, warmup: int = 3) -> dict:
     """Time project (eager, and graphed on CUDA), hand-written and stock SVI steps of model ``name``."""
-    arch, shape, batch, _ = MODELS[name]
+    _, shape, batch, _ = MODELS[name]
     pyro.set_rng_seed(0)
     ib = build_bench_model(name, device)
     x = torch.randn(batch, *shape, device=device)

@@ -60,6 +60,14 @@ def make_optimizer(
     raise ValueError(f"optimizer={name!r}: expected one of ('sgd', 'adam', 'adamw')")
 
 
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when ``precision == "bf16"`` (without its cast cache, so that it can be
+    captured in a CUDA graph); nothing otherwise."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
 class TrainStep:
     """One optimisation step of an :class:`InformationBottleneck` on a batch, with device accumulators.
 
@@ -85,14 +93,9 @@ class TrainStep:
         self._bad_step = torch.full((), -1, dtype=torch.long, device=device)
         self._step_index = torch.zeros((), dtype=torch.long, device=device)
 
-    def _autocast(self):
-        if self.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)  # graph-safe
-        return contextlib.nullcontext()
-
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         """``-ELBO / N`` forward and backward, and the accumulators; no optimizer call, no host sync."""
-        with self._autocast():
+        with autocast(self.device, self.precision):
             terms = self.elbo.terms(self.ib.model, self.ib.guide, x, y)
         loss = terms.loss / self.num_data  # mean over the batch of the per-example loss
         loss.backward()

@@ -355,11 +355,8 @@ class Trainer:
                 record = {
                     "epoch": self.epoch + 1,
                     "step": self.global_step,
-                    "lr": c.lr
-                    * lr_factor(
-                        c.schedule, self.global_step - 1, self.total_steps, self.steps_per_epoch, c.milestones, c.gamma
-                    ),
-                    "beta": beta_at(self.global_step - 1, c.beta, self.warmup_steps),
+                    "lr": float(self.optimizer.param_groups[0]["lr"]),  # what the last step used
+                    "beta": float(self.ib.beta),
                     "train_loss": train["loss"],
                     "train_nll": train["nll"],
                     "train_kl": train["kl"],
