@@ -9,6 +9,7 @@ captured in a CUDA graph and replayed per batch.
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -39,11 +40,13 @@ def make_optimizer(
 
     ``weight_decay`` is the coefficient of ``weight_decay / 2 * ||theta||^2`` added to the loss (SGD,
     Adam), or decoupled decay (AdamW). With ``capturable`` the learning rate is a device tensor, so a
-    CUDA graph can replay the step while a schedule changes it.
+    CUDA graph can replay the step while a schedule changes it, and Adam keeps its step count on the
+    device (``capturable=True``: without it Adam refuses to be captured).
     """
     cuda = device is not None and device.type == "cuda"
     lr_value = torch.tensor(lr, device=device) if capturable else lr
     fast = {"fused": True} if cuda else {}
+    adaptive = {"capturable": True, **fast} if capturable else fast
     if name == "sgd":
         return torch.optim.SGD(
             params,
@@ -54,9 +57,9 @@ def make_optimizer(
             **fast,
         )
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr_value, weight_decay=weight_decay, **fast)
+        return torch.optim.Adam(params, lr=lr_value, weight_decay=weight_decay, **adaptive)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr_value, weight_decay=weight_decay, **fast)
+        return torch.optim.AdamW(params, lr=lr_value, weight_decay=weight_decay, **adaptive)
     raise ValueError(f"optimizer={name!r}: expected one of ('sgd', 'adam', 'adamw')")
 
 
@@ -144,7 +147,9 @@ class TrainStep:
 class GraphedStep:
     """A :class:`TrainStep` captured in a CUDA graph: each call copies the batch into static inputs and
     replays forward, ELBO, backward and optimizer step. The first ``warmup`` calls run eagerly on a
-    side stream (they are real steps); the next one captures, then replays.
+    side stream (they are real steps); the next one captures, then replays. A batch whose shapes or
+    dtypes differ from the captured one (a short last batch) runs eagerly, on the same parameters,
+    optimizer state and accumulators.
     """
 
     def __init__(self, step: TrainStep, warmup: int = 3):
@@ -152,29 +157,56 @@ class GraphedStep:
         self.graph = None
         self._calls = 0
         self._stream = torch.cuda.Stream()
+        self._signature = None
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the next call is an eager warm-up step (not the capture)."""
+        return self.graph is None and self._calls < self.warmup
 
     def __call__(self, x, y):
         if self.graph is not None:
+            if _signature(x, y) != self._signature:
+                with _eager_capturable_optimizer():
+                    self.step(x, y)
+                return
             self._x.copy_(x)
             if y is not None:
                 self._y.copy_(y)
             self.graph.replay()
             return
-        if self._calls < self.warmup:
+        if self.warming_up:
             self._calls += 1
             self._stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self._stream):
+            with torch.cuda.stream(self._stream), _eager_capturable_optimizer():
                 self.step(x, y)
             torch.cuda.current_stream().wait_stream(self._stream)
             return
+        self.capture(x, y)
+
+    def capture(self, x, y) -> None:
+        """Capture the step on static copies of ``(x, y)``, then replay it once (a real step on this batch)."""
         self._x, self._y = x.clone(), None if y is None else y.clone()
         self.step.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.step.forward_backward(self._x, self._y)
             self.step.optimizer.step()
-        self.graph = graph
+        self.graph, self._signature = graph, _signature(x, y)
         graph.replay()
+
+
+def _signature(x: torch.Tensor, y: torch.Tensor | None) -> tuple:
+    return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in (x, y))
+
+
+@contextlib.contextmanager
+def _eager_capturable_optimizer():
+    """Silence torch's advice against ``capturable=True`` optimizers stepping outside a graph: the
+    warm-up steps before a capture, and odd-shaped batches after it, do so on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
+        yield
 
 
 def make_step(step: TrainStep, cuda_graph: bool, log: Callable[[str], None] = print):
@@ -185,17 +217,23 @@ def make_step(step: TrainStep, cuda_graph: bool, log: Callable[[str], None] = pr
 
 
 class _FallbackStep:
-    """Try the CUDA graph; if capture fails, say why once and continue eagerly."""
+    """Try the CUDA graph; if the capture fails, say why once and continue eagerly.
+
+    Only the capture is guarded: an error in a warm-up step or a replay is the model's and propagates.
+    """
 
     def __init__(self, step: TrainStep, log):
         self.step, self.log = step, log
         self.graphed = GraphedStep(step)
 
     def __call__(self, x, y):
-        if self.graphed is None:
+        graphed = self.graphed
+        if graphed is None:
             return self.step(x, y)
+        if graphed.graph is not None or graphed.warming_up:
+            return graphed(x, y)
         try:
-            self.graphed(x, y)
+            graphed.capture(x, y)
         except (RuntimeError, NotImplementedError) as err:
             if isinstance(err, torch.OutOfMemoryError):
                 raise
@@ -203,7 +241,8 @@ class _FallbackStep:
             self.log(f"CUDA graph capture failed ({reason}); continuing without a graph")
             self.graphed = None
             torch.cuda.synchronize()
-            self.step(x, y)  # nothing ran during the failed capture: train on this batch eagerly
+            with _eager_capturable_optimizer():
+                self.step(x, y)  # nothing ran during the failed capture: train on this batch eagerly
 
 
 @contextlib.contextmanager

@@ -194,7 +194,8 @@ class Trainer:
         self.data = load_run_data(config, self.device)
         self.ib = build_model(config, self.data).to(self.device)
         graph = config.cuda_graph and self.device.type == "cuda"
-        if config.channels_last and self.device.type == "cuda":
+        self.channels_last = config.channels_last and self.device.type == "cuda"
+        if self.channels_last:
             self.ib = self.ib.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(
             config.optimizer,
@@ -329,6 +330,8 @@ class Trainer:
                     if i < self.step_in_epoch:
                         continue  # resuming inside an epoch: the loader replays its order and augmentation
                     self._schedule()
+                    if self.channels_last and x.dim() == 4:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     try:
                         self._call_step(x, None if self.data.reconstruct else y)
                     except torch.OutOfMemoryError:

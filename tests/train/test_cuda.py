@@ -4,18 +4,20 @@ import pytest
 import torch
 
 from infodropout.models.zoo import build_network
+from infodropout.train.config import resolve
 from infodropout.train.engine import GraphedStep, TrainStep, make_optimizer, make_step, training_context
+from infodropout.train.run import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
 
 
-def _setup(dropout="information", precision="fp32", capturable=True):
+def _setup(dropout="information", precision="fp32", capturable=True, optimizer="sgd"):
     torch.manual_seed(0)
     ib = build_network(
         "allcnn32", (3, 16, 16), 10, width=0.1, dropout=dropout, beta=1e-4, num_data=1000, input_dropout=0.0
     ).to(CUDA)
-    optimizer = make_optimizer("sgd", ib.parameters(), 0.01, device=CUDA, capturable=capturable)
+    optimizer = make_optimizer(optimizer, ib.parameters(), 0.01, device=CUDA, capturable=capturable)
     return ib, TrainStep(ib, optimizer, 1000, CUDA, precision)
 
 
@@ -25,10 +27,11 @@ def _batches(n):
     return [(x, torch.randint(0, 10, (8,), device=CUDA, generator=g)) for x in xs]
 
 
-def test_a_graphed_deterministic_step_updates_like_the_eager_one():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_graphed_deterministic_step_updates_like_the_eager_one(optimizer):
     batches = _batches(6)
-    ib_eager, eager = _setup("none")
-    ib_graph, graph_step = _setup("none")
+    ib_eager, eager = _setup("none", capturable=False, optimizer=optimizer)
+    ib_graph, graph_step = _setup("none", optimizer=optimizer)
     graphed = GraphedStep(graph_step, warmup=2)
     with training_context(ib_eager), training_context(ib_graph):
         for x, y in batches:
@@ -75,3 +78,34 @@ def test_capture_failure_falls_back_to_eager_with_a_message():
         call(x, y)
     assert len(messages) == 1 and "CUDA graph capture failed" in messages[0]
     assert step.read()["examples"] == 16
+
+
+def test_a_batch_of_another_shape_after_capture_runs_eagerly():
+    ib, step = _setup()
+    graphed = GraphedStep(step, warmup=1)
+    batches = _batches(3)
+    with training_context(ib):
+        for x, y in batches:
+            graphed(x, y)
+        graph = graphed.graph
+        x, y = batches[0]
+        graphed(x[:5], y[:5])  # a short last batch
+        graphed(x, y)
+    assert graph is not None and graphed.graph is graph
+    assert step.read()["examples"] == 3 * 8 + 5 + 8 and step.first_bad_step() is None
+
+
+@pytest.mark.parametrize(
+    "preset, changes",
+    [("mnist-mlp", {"hidden": [64, 64]}), ("mnist-vae", {"hidden": [64], "z_dim": 8, "latent": "information"})],
+)
+def test_a_graphed_training_run_captures_and_learns(preset, changes):
+    """Whole runs on the GPU with the presets' Adam, a learning-rate schedule and a beta warm-up."""
+    messages = []
+    overrides = dict(dataset="digits", epochs=3, batch_size=50, device="cuda", beta_warmup_epochs=1, **changes)
+    trainer = Trainer(resolve(preset, overrides=overrides), log=messages.append, show_progress=False)
+    trainer.fit()
+    assert trainer._call_step.graphed is not None and trainer._call_step.graphed.graph is not None
+    assert not any("capture failed" in m for m in messages), messages
+    losses = [r["train_loss"] for r in trainer.history]
+    assert losses[-1] < losses[0], losses

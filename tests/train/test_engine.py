@@ -105,3 +105,15 @@ def test_accumulators_are_the_per_example_loss_and_its_parts():
     assert_close(read["loss"], read["nll"] + 0.3 * sum(read["kl"].values()), rtol=1e-5)
     step.reset()
     assert step.read()["examples"] == 0
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_a_capturable_optimizer_keeps_its_learning_rate_and_adam_state_on_the_device(name):
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    plain = make_optimizer(name, params, 0.1)
+    captured = make_optimizer(name, params, 0.1, capturable=True)
+    assert plain.param_groups[0]["lr"] == 0.1 and not plain.param_groups[0].get("capturable", False)
+    lr = captured.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(0.1)
+    if name != "sgd":  # without capturable=True torch refuses to capture Adam's step
+        assert captured.param_groups[0]["capturable"] is True

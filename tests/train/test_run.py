@@ -107,6 +107,17 @@ def test_a_nan_loss_stops_the_run_naming_epoch_and_step_and_keeps_the_last_good_
     )
 
 
+def test_running_out_of_memory_names_the_batch_size_to_lower(tmp_path):
+    trainer = Trainer.start(_config(epochs=1), tmp_path / "run", show_progress=False, log=lambda s: None)
+
+    def exhausted(x, y):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trainer._call_step = exhausted
+    with pytest.raises(RuntimeError, match=r"^out of GPU memory at batch size 50: lower --batch-size \(try 25\)$"):
+        trainer.fit()
+
+
 def test_ctrl_c_asks_the_loop_to_stop_after_the_current_step():
     flag = _StopFlag()
     with flag.on_sigint():
