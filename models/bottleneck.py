@@ -21,6 +21,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.distributions import constraints, kl_divergence
 
@@ -50,6 +51,19 @@ class Layout:
     representation_shape: torch.Size | None
 
 
+class _TensorScale(Messenger):
+    """``poutine.scale`` by a 0-dim tensor beta, which may be 0 (a warm-up in a CUDA graph) and is checked
+    to be >= 0 where it is set. Pyro's own messenger checks ``scale > 0`` on every call when validation
+    is on: a host synchronisation, and an error at the start of a warm-up."""
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__()
+        self.scale = scale
+
+    def _process_message(self, msg) -> None:
+        msg["scale"] = self.scale * msg["scale"]
+
+
 class _Shared:
     """State that the model and the guide read alike: beta, the data size, the site layouts."""
 
@@ -74,7 +88,9 @@ class _Shared:
     def kl_scale(self):
         """``poutine.scale(beta)`` around the noisy sites (``poutine.mask(False)`` when beta is 0)."""
         beta = self.beta
-        if isinstance(beta, torch.Tensor) or beta > 0:
+        if isinstance(beta, torch.Tensor):
+            return _TensorScale(beta)
+        if beta > 0:
             return poutine.scale(scale=beta)
         return poutine.mask(mask=False)
 
@@ -312,6 +328,8 @@ def _check_beta(beta):
     if isinstance(beta, torch.Tensor):
         if beta.dim() != 0:
             raise ValueError(f"beta: expected a number or a 0-dim tensor, got shape {tuple(beta.shape)}")
+        if not bool(beta.detach() >= 0):  # once, where beta is set (a schedule updates it in place)
+            raise ValueError(f"beta={beta.item()!r}: expected a number >= 0")
         return beta
     if not (isinstance(beta, (int, float)) and beta >= 0):
         raise ValueError(f"beta={beta!r}: expected a number >= 0")

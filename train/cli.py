@@ -12,7 +12,7 @@ from infodropout.models.priors import PRIORS
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
 from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
-from .engine import NonFiniteLoss
+from .engine import GraphCaptureError, NonFiniteLoss
 from .schedules import SCHEDULES
 
 
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         print(f"infodropout {args.command}: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        if "out of GPU memory" in str(err):
+        if "out of GPU memory" in str(err) or isinstance(err, GraphCaptureError):
             print(f"infodropout {args.command}: {err}", file=sys.stderr)
             return 2
         raise

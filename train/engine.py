@@ -9,7 +9,6 @@ captured in a CUDA graph and replayed per batch.
 
 import contextlib
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -144,15 +143,25 @@ class TrainStep:
         self._step_index.copy_(state["step_index"])
 
 
+class GraphCaptureError(RuntimeError):
+    """The training step could not be captured in a CUDA graph."""
+
+
 class GraphedStep:
     """A :class:`TrainStep` captured in a CUDA graph: each call copies the batch into static inputs and
-    replays forward, ELBO, backward and optimizer step. The first ``warmup`` calls run eagerly on a
-    side stream (they are real steps); the next one captures, then replays. A batch whose shapes or
-    dtypes differ from the captured one (a short last batch) runs eagerly, on the same parameters,
-    optimizer state and accumulators.
+    replays forward, ELBO, backward and optimizer step.
+
+    The first ``warmup`` (>= 1) calls are real steps run eagerly on a side stream; they create the
+    optimizer state (a capture must not: its first-step branches would be baked into the graph). The
+    last of them runs with host synchronisation forbidden, so a step that cannot be captured is found
+    there, eagerly, and :class:`GraphCaptureError` is raised before any capture begins. The next call
+    captures, then every call replays. A batch whose shapes or dtypes differ from the captured one (a
+    short last batch) runs eagerly, on the same parameters, optimizer state and accumulators.
     """
 
     def __init__(self, step: TrainStep, warmup: int = 3):
+        if warmup < 1:
+            raise ValueError(f"warmup={warmup}: expected >= 1 eager steps before the capture")
         self.step, self.warmup = step, warmup
         self.graph = None
         self._calls = 0
@@ -167,22 +176,20 @@ class GraphedStep:
     def __call__(self, x, y):
         if self.graph is not None:
             if _signature(x, y) != self._signature:
-                with _eager_capturable_optimizer():
-                    self.step(x, y)
+                self.step(x, y)
                 return
             self._x.copy_(x)
             if y is not None:
                 self._y.copy_(y)
             self.graph.replay()
-            return
-        if self.warming_up:
+        elif self.warming_up:
             self._calls += 1
             self._stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self._stream), _eager_capturable_optimizer():
+            with torch.cuda.stream(self._stream), _no_host_sync(self._calls == self.warmup):
                 self.step(x, y)
             torch.cuda.current_stream().wait_stream(self._stream)
-            return
-        self.capture(x, y)
+        else:
+            self.capture(x, y)
 
     def capture(self, x, y) -> None:
         """Capture the step on static copies of ``(x, y)``, then replay it once (a real step on this batch)."""
@@ -201,25 +208,46 @@ def _signature(x: torch.Tensor, y: torch.Tensor | None) -> tuple:
 
 
 @contextlib.contextmanager
-def _eager_capturable_optimizer():
-    """Silence torch's advice against ``capturable=True`` optimizers stepping outside a graph: the
-    warm-up steps before a capture, and odd-shaped batches after it, do so on purpose."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*capturable=True.*", category=UserWarning)
+def _no_host_sync(enabled: bool):
+    """Raise :class:`GraphCaptureError` where the step makes the host wait for the GPU (``.item()``,
+    ``nonzero``, a device-to-host copy...): such a step cannot be captured."""
+    if not enabled:
         yield
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    except RuntimeError as err:
+        if "synchronizing CUDA operation" not in str(err):
+            raise
+        raise GraphCaptureError(
+            f"the training step synchronises the host with the GPU ({_first_line(err)}), so it cannot be "
+            "captured in a CUDA graph"
+        ) from err
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def make_step(step: TrainStep, cuda_graph: bool, log: Callable[[str], None] = print):
-    """The step to call per batch: graphed on CUDA when asked and possible, else eager."""
+    """The step to call per batch: graphed on CUDA when asked, else eager."""
     if not (cuda_graph and step.device.type == "cuda"):
         return step
     return _FallbackStep(step, log)
 
 
 class _FallbackStep:
-    """Try the CUDA graph; if the capture fails, say why once and continue eagerly.
+    """The graphed step, or the eager one where the step synchronises with the host.
 
-    Only the capture is guarded: an error in a warm-up step or a replay is the model's and propagates.
+    That is found in the last warm-up step, before any capture: the run says why once and continues
+    eagerly. A capture that fails anyway leaves CUDA's state broken for this process (its stream, its
+    random number generator, the allocator's capture pool), so it stops the run with a message to
+    rerun with ``--no-cuda-graph``; it is not retried in-process.
     """
 
     def __init__(self, step: TrainStep, log):
@@ -230,19 +258,20 @@ class _FallbackStep:
         graphed = self.graphed
         if graphed is None:
             return self.step(x, y)
-        if graphed.graph is not None or graphed.warming_up:
+        if graphed.graph is not None:
             return graphed(x, y)
+        capturing = not graphed.warming_up
         try:
-            graphed.capture(x, y)
-        except (RuntimeError, NotImplementedError) as err:
-            if isinstance(err, torch.OutOfMemoryError):
-                raise
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-            self.log(f"CUDA graph capture failed ({reason}); continuing without a graph")
+            graphed(x, y)
+        except GraphCaptureError as err:  # found in the last warm-up step: nothing was captured
+            self.log(f"{err}; continuing without a graph")
             self.graphed = None
-            torch.cuda.synchronize()
-            with _eager_capturable_optimizer():
-                self.step(x, y)  # nothing ran during the failed capture: train on this batch eagerly
+            self.step(x, y)  # that step stopped part-way: train on this batch eagerly
+        except (RuntimeError, NotImplementedError) as err:
+            if not capturing or isinstance(err, torch.OutOfMemoryError):
+                raise
+            reason = _first_line(err.__context__ if err.__context__ is not None else err)
+            raise GraphCaptureError(f"CUDA graph capture failed ({reason}): rerun with --no-cuda-graph") from err
 
 
 @contextlib.contextmanager

@@ -126,12 +126,31 @@ def test_beta_scales_the_noisy_sites_on_both_sides_and_nothing_else():
     assert guide_trace.nodes["z1"]["scale"] == model_trace.nodes["z1"]["scale"] == pytest.approx(8)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_a_tensor_beta_gives_the_loss_and_gradients_of_the_same_float_beta(beta):
+    """A 0-dim tensor beta (what a warm-up updates in place inside a CUDA graph), validation on, 0 included."""
+    ib = _classifier(beta, 4 * B)
+    x, y = _data()
+    params = [p for p in ib.parameters() if p.requires_grad]
+    results = []
+    for value in (beta, torch.tensor(beta, dtype=torch.float64)):
+        ib.beta = value
+        torch.manual_seed(5)
+        loss = TraceMeanField_ELBO().differentiable_loss(ib.model, ib.guide, x, y)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        results.append((loss, [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]))
+    (loss_f, grads_f), (loss_t, grads_t) = results
+    assert_close(loss_t, loss_f, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads_t, grads_f, strict=True):
+        assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_beta_cannot_be_given_to_one_side_only():
     ib = _classifier(0.5, None)
     for side in (ib.model, ib.guide):
         assert list(inspect.signature(side.forward).parameters) == ["x", "y"]
     assert not hasattr(ib.model, "beta") and not hasattr(ib.guide, "beta")
-    for bad in (-1.0, float("nan"), "1", torch.ones(2)):
+    for bad in (-1.0, float("nan"), "1", torch.ones(2), torch.tensor(-0.5), torch.tensor(float("nan"))):
         with pytest.raises(ValueError, match="beta"):
             ib.beta = bad
 

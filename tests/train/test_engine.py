@@ -6,7 +6,7 @@ from torch.overrides import TorchFunctionMode
 
 from infodropout.models.zoo import build_network
 from infodropout.train.elbo import MeanFieldELBO
-from infodropout.train.engine import TrainStep, make_optimizer, training_context
+from infodropout.train.engine import GraphedStep, TrainStep, make_optimizer, training_context
 
 from common import assert_close
 
@@ -117,3 +117,11 @@ def test_a_capturable_optimizer_keeps_its_learning_rate_and_adam_state_on_the_de
     assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(0.1)
     if name != "sgd":  # without capturable=True torch refuses to capture Adam's step
         assert captured.param_groups[0]["capturable"] is True
+
+
+def test_a_graphed_step_needs_an_eager_warm_up_step():
+    """Optimizer state must exist before a capture: its first-step branches would be baked into the graph."""
+    ib = build_network("mlp", (1, 8, 8), 4, hidden=(8,))
+    step = TrainStep(ib, make_optimizer("sgd", ib.parameters(), 0.1), 10, torch.device("cpu"))
+    with pytest.raises(ValueError, match="warmup=0"):
+        GraphedStep(step, warmup=0)
