@@ -8,7 +8,9 @@ captured in a CUDA graph and replayed per batch.
 """
 
 import contextlib
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -222,11 +224,17 @@ def _no_host_sync(enabled: bool):
         if "synchronizing CUDA operation" not in str(err):
             raise
         raise GraphCaptureError(
-            f"the training step synchronises the host with the GPU ({_first_line(err)}), so it cannot be "
-            "captured in a CUDA graph"
+            f"the training step synchronises the host with the GPU{_where(err)}, so it cannot be captured "
+            "in a CUDA graph"
         ) from err
     finally:
         torch.cuda.set_sync_debug_mode(previous)
+
+
+def _where(err: BaseException) -> str:
+    """`` at FILE:LINE``: the innermost frame of the traceback outside torch (the code that synced)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f"{os.sep}torch{os.sep}" not in f.filename]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def _first_line(err: BaseException) -> str:

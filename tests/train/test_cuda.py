@@ -77,6 +77,7 @@ def test_a_step_that_syncs_with_the_host_is_found_before_capture_and_runs_eagerl
         for _ in range(3):
             call(x, y)
     assert len(messages) == 1 and "cannot be captured" in messages[0], messages
+    assert "test_cuda.py:" in messages[0]  # names the line that synced
     assert call.graphed is None and step.read()["examples"] == 24
 
 

@@ -6,7 +6,7 @@ from torch.overrides import TorchFunctionMode
 
 from infodropout.models.zoo import build_network
 from infodropout.train.elbo import MeanFieldELBO
-from infodropout.train.engine import GraphedStep, TrainStep, make_optimizer, training_context
+from infodropout.train.engine import GraphedStep, TrainStep, _where, make_optimizer, training_context
 
 from common import assert_close
 
@@ -125,3 +125,14 @@ def test_a_graphed_step_needs_an_eager_warm_up_step():
     step = TrainStep(ib, make_optimizer("sgd", ib.parameters(), 0.1), 10, torch.device("cpu"))
     with pytest.raises(ValueError, match="warmup=0"):
         GraphedStep(step, warmup=0)
+
+
+def test_a_capture_error_names_the_innermost_line_outside_torch():
+    def syncing():
+        torch.ones(2).sum().item()
+        raise RuntimeError("called a synchronizing CUDA operation")  # what sync debug mode raises there
+
+    with pytest.raises(RuntimeError) as info:
+        syncing()
+    line = syncing.__code__.co_firstlineno + 2
+    assert _where(info.value) == f" at {__file__}:{line}"
