@@ -195,6 +195,43 @@ def bench_throughput(device: torch.device, batch: int = 512, repeats: int = 20) 
     }
 
 
+#: The speed targets: (figure, where in the result, "<=" or ">=", bound), by device type.
+TARGETS = {
+    "cpu": [(f"{m} project / hand-written", ("models", m, "ratio_vs_handwritten"), "<=", 1.25) for m in MODELS],
+    "cuda": [
+        *[(f"{m} project / hand-written, eager", ("models", m, "ratio_vs_handwritten"), "<=", 2.0) for m in MODELS],
+        *[
+            (f"{m} project / hand-written, graphed", ("models", m, "graph_ratio_vs_handwritten_graph"), "<=", 1.2)
+            for m in MODELS
+        ],
+        *[
+            (f"{m} speed-up over stock SVI, graphed", ("models", m, "graph_speedup_vs_stock_svi"), ">=", 8.0)
+            for m in MODELS
+        ],
+        (
+            "allcnn32 b512 bf16 images/s (H100)",
+            ("throughput_allcnn32_bf16", "images_per_second", "project_information"),
+            ">=",
+            55_000.0,
+        ),
+    ],
+}
+
+
+def check_targets(result: dict, device_type: str) -> list[dict]:
+    """Each target of ``device_type`` that ``result`` measured: its figure, bound and whether it is met."""
+    checks = []
+    for figure, path, op, bound in TARGETS.get(device_type, []):
+        value = result
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue  # not measured in this run (a subset of the models)
+        met = value <= bound if op == "<=" else value >= bound
+        checks.append({"figure": figure, "value": value, "target": f"{op} {bound:g}", "met": met})
+    return checks
+
+
 def run_bench(device: str = "auto", out: Path | None = None, models=None, repeats: int | None = None) -> dict:
     """Benchmark every model in ``models`` (default: all) and write ``out/bench.json``."""
     dev = resolve_device(device)
@@ -211,6 +248,9 @@ def run_bench(device: str = "auto", out: Path | None = None, models=None, repeat
     if dev.type == "cuda" and "allcnn32" in models:
         result["throughput_allcnn32_bf16"] = t = bench_throughput(dev)
         print("allcnn32 b512 bf16 images/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in t["images_per_second"].items()))
+    result["targets"] = check_targets(result, dev.type)
+    for c in result["targets"]:
+        print(f"target {c['figure']}: {c['value']:,.3f} ({c['target']}) {'met' if c['met'] else 'MISSED'}")
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

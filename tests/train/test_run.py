@@ -261,8 +261,34 @@ def test_cli_names_missing_data_in_one_line_and_leaves_no_run_directory(tmp_path
 
 def test_cli_bench_writes_ratios(tmp_path):
     assert main(["bench", "--device", "cpu", "--models", "mlp", "--repeats", "1", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "bench.json").read_text())["models"]["mlp"]
+    written = json.loads((tmp_path / "bench.json").read_text())
+    result = written["models"]["mlp"]
     assert result["ratio_vs_handwritten"] > 0 and result["speedup_vs_stock_svi"] > 0
+    [target] = written["targets"]  # the CPU target, for the one model measured
+    assert target["value"] == result["ratio_vs_handwritten"] and target["target"] == "<= 1.25"
+    assert target["met"] == (result["ratio_vs_handwritten"] <= 1.25)
+
+
+def test_the_gpu_targets_are_read_from_a_bench_result():
+    from infodropout.train.bench import check_targets
+
+    result = {
+        "models": {
+            "mlp": {
+                "ratio_vs_handwritten": 1.5,
+                "graph_ratio_vs_handwritten_graph": 1.3,
+                "graph_speedup_vs_stock_svi": 9,
+            },
+        },
+        "throughput_allcnn32_bf16": {"images_per_second": {"project_information": 56_000.0}},
+    }
+    checks = {c["figure"]: c["met"] for c in check_targets(result, "cuda")}
+    assert checks == {
+        "mlp project / hand-written, eager": True,
+        "mlp project / hand-written, graphed": False,
+        "mlp speed-up over stock SVI, graphed": True,
+        "allcnn32 b512 bf16 images/s (H100)": True,
+    }
 
 
 def test_cli_demo_falls_back_to_digits_without_mnist(tmp_path, monkeypatch, capsys):
