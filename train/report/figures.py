@@ -1,0 +1,172 @@
+"""PNG figures with matplotlib's object API (``Figure`` and its Agg canvas: no pyplot, no display, no
+global backend switched). Every function writes one file atomically and returns its path.
+"""
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+#: One colour per series, in order (matplotlib's default cycle).
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (PNG) through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def line_plot(
+    path: Path,
+    series: Mapping[str, Sequence[tuple[float, Mapping]]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+) -> Path:
+    """Each series' means against x with a band of one standard deviation over seeds, and each seed's
+    value as a dot. ``series`` maps a name to ``[(x, summary), ...]`` with summaries from
+    :func:`~infodropout.train.report.tables.summarise`."""
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.add_subplot()
+    for i, (name, points) in enumerate(series.items()):
+        points = [(x, s) for x, s in sorted(points, key=lambda p: p[0]) if s and s.get("mean") is not None]
+        if not points:
+            continue
+        colour = COLOURS[i % len(COLOURS)]
+        xs = np.array([x for x, _ in points], dtype=float)
+        means = np.array([s["mean"] for _, s in points], dtype=float)
+        stds = np.array([s["std"] or 0.0 for _, s in points], dtype=float)
+        ax.plot(xs, means, marker="o", color=colour, label=name)
+        ax.fill_between(xs, means - stds, means + stds, color=colour, alpha=0.15, linewidth=0)
+        for x, s in points:
+            ax.scatter([x] * len(s["values"]), s["values"], color=colour, s=8, alpha=0.5)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    return save(fig, path)
+
+
+def _as_images(images: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` grey or ``(N, H, W, 3)`` colour in [0, 1] from ``(N, C, H, W)`` or ``(N, H, W)``."""
+    images = np.asarray(images, dtype=float)
+    if images.ndim == 4:
+        images = images[:, 0] if images.shape[1] == 1 else np.moveaxis(images, 1, -1)
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images: expected (N, C, H, W) or (N, H, W), got shape {images.shape}")
+    return np.clip(images, 0.0, 1.0)
+
+
+def image_grid(
+    path: Path,
+    images: np.ndarray,
+    ncols: int,
+    title: str | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Path:
+    """Images in [0, 1] laid out row-major in ``ncols`` columns (grey images in grey)."""
+    images = _as_images(images)
+    n = len(images)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(0.9 * ncols + (1.2 if row_labels else 0), 0.9 * nrows + (0.4 if title else 0)))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if row_labels:
+        for r, label in enumerate(row_labels[:nrows]):
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
+def heat_maps(
+    path: Path,
+    images: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    boxes: np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """One row per sample: the input, then each map (``(N, h, w)``) stretched over the input's extent,
+    each on its own colour scale; ``boxes`` ``(N, 4)`` as ``(top, left, height, width)`` are outlined."""
+    images = _as_images(images)
+    n, height, width = images.shape[0], images.shape[1], images.shape[2]
+    names = list(maps)
+    fig = Figure(figsize=(1.8 * (1 + len(names)), 1.8 * n))
+    axes = fig.subplots(n, 1 + len(names), squeeze=False)
+    extent = (0, width, height, 0)
+    for r in range(n):
+        panels = [("input", images[r], "gray")] + [(name, np.asarray(maps[name][r]), "viridis") for name in names]
+        for c, (name, panel, cmap) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, cmap=cmap, extent=extent, interpolation="nearest")
+            if boxes is not None:
+                top, left, h, w = (float(v) for v in boxes[r])
+                ax.add_patch(_rectangle(left, top, w, h))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
+def _rectangle(left, top, width, height):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((left, top), width, height, fill=False, edgecolor="red", linewidth=1.0)
+
+
+def matrix_plot(
+    path: Path,
+    matrix: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str | None = None,
+    value_format: str = "{:.2f}",
+) -> Path:
+    """A matrix as a heat map with its values written in the cells (e.g. factor-by-latent MI)."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"matrix of shape {matrix.shape} for {len(row_labels)} x {len(col_labels)} labels")
+    fig = Figure(figsize=(0.6 * len(col_labels) + 2, 0.5 * len(row_labels) + 1.2))
+    ax = fig.add_subplot()
+    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), list(col_labels), rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(len(row_labels)), list(row_labels), fontsize="small")
+    peak = np.nanmax(matrix) if matrix.size else 0.0
+    for (i, j), value in np.ndenumerate(matrix):
+        colour = "black" if peak and value > 0.6 * peak else "white"
+        ax.text(j, i, value_format.format(value), ha="center", va="center", fontsize="x-small", color=colour)
+    fig.colorbar(im, ax=ax)
+    if title:
+        ax.set_title(title)
+    return save(fig, path)

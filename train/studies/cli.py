@@ -1,0 +1,76 @@
+"""The study commands of the command line: ``reproduce`` (the paper's experiments)."""
+
+import argparse
+from pathlib import Path
+
+from infodropout.train.data import add_data_dir_argument
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def grid_option(text: str) -> tuple[str, list[str]]:
+    """``AXIS=V1,V2`` -> ``("AXIS", ["V1", "V2"])``."""
+    axis, sep, values = text.partition("=")
+    if not sep or not axis or not values:
+        raise argparse.ArgumentTypeError(f"expected AXIS=VALUE[,VALUE...], got {text!r}")
+    return axis, [v for v in values.split(",") if v]
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """The options every study command takes."""
+    p.add_argument("--out", required=True, type=Path, help="the study directory (never overwritten)")
+    p.add_argument("--seeds", type=positive_int, help="seeds per cell (default: the experiment's)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
+    p.add_argument("--quick", action="store_true", help="a smoke test: tiny grid, tiny data, one epoch")
+    p.add_argument("--jobs", type=positive_int, default=1, help="runs at once (local worker processes)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--resume", action="store_true", help="continue the study in --out (finished runs are kept)")
+    p.add_argument(
+        "--grid", type=grid_option, action="append", default=[], metavar="AXIS=V1,V2", help="only these values"
+    )
+    add_data_dir_argument(p)
+
+
+def add_parsers(sub) -> None:
+    from . import EXPERIMENTS
+
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments as a study")
+    p.add_argument("experiment", choices=list(EXPERIMENTS), help="the experiment")
+    add_study_options(p)
+
+
+def study_options(args, **extra):
+    from .experiment import StudyOptions
+
+    grid: dict[str, list[str]] = {}
+    for axis, values in args.grid:
+        grid.setdefault(axis, []).extend(values)
+    return StudyOptions(
+        seeds=args.seeds,
+        epochs=args.epochs,
+        quick=args.quick,
+        device=args.device,
+        data_dir=None if args.data_dir is None else str(args.data_dir),
+        grid=grid,
+        extra=extra,
+    )
+
+
+def reproduce(args) -> int:
+    from . import EXPERIMENTS
+    from .experiment import run_experiment
+
+    options = study_options(args)
+    run_experiment(EXPERIMENTS[args.experiment], options, args.out, jobs=args.jobs, resume=args.resume)
+    return 0
+
+
+COMMANDS = {"reproduce": reproduce}

@@ -1,0 +1,221 @@
+"""Experiments: a study's grid from a few options, what it measures, and its report.
+
+An :class:`Experiment` builds a :class:`~.runner.Study` from :class:`StudyOptions`; :func:`run_experiment`
+checks the data, runs the study through :func:`~.runner.run_study`, aggregates the finished runs over seeds
+and writes ``results.json``, ``results.md`` and the experiment's figures. The data flow reads one way:
+configs -> runs -> measurements -> results.json -> report.
+"""
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infodropout.train.checkpoint import atomic_write_text, write_json
+from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
+
+from .runner import Study, StudyResult, machine, run_study
+
+
+@dataclass
+class StudyOptions:
+    """What a user chooses of a study (the command line's options).
+
+    :param seeds: seeds per cell (None: the experiment's default).
+    :param epochs: epochs per run (None: the experiment's schedule).
+    :param quick: a smoke-test version (seconds to a minute on a CPU).
+    :param device: ``auto``, ``cpu`` or ``cuda`` for every run.
+    :param data_dir: where the data sets are (None: ``$INFODROPOUT_DATA`` and the cache).
+    :param grid: restrict axes of the grid: ``{axis: [values]}`` (values compared as strings).
+    :param extra: experiment-specific options (e.g. priors and betas of the priors study).
+    """
+
+    seeds: int | None = None
+    epochs: int | None = None
+    quick: bool = False
+    device: str = "auto"
+    data_dir: str | None = None
+    grid: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    extra: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.seeds is not None and not (isinstance(self.seeds, int) and self.seeds >= 1):
+            raise ValueError(f"--seeds {self.seeds}: expected an integer >= 1")
+        if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ValueError(f"--epochs {self.epochs}: expected an integer >= 1")
+
+    def seeds_or(self, default: int) -> list[int]:
+        return list(range(self.seeds if self.seeds is not None else default))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the main results table: the metric, its heading, decimals and a scale factor."""
+
+    key: str
+    title: str
+    digits: int = 2
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named experiment.
+
+    :param name: as the command line calls it.
+    :param description: the claim it tests, one paragraph (the head of ``results.md``).
+    :param build: ``options -> Study``.
+    :param columns: ``study -> [Column]``: the main table's metric columns.
+    :param report: ``(results, out) -> [markdown sections]``: figures and extra tables from
+        ``results.json``'s content (a dict); it writes figures under ``out/figures``.
+    """
+
+    name: str
+    description: str
+    build: Callable[[StudyOptions], Study]
+    columns: Callable[[Study], Sequence[Column]]
+    report: Callable[[dict, Path], list[str]] | None = None
+
+
+def select(study: Study, grid: Mapping[str, Sequence[str]]) -> Study:
+    """The runs of ``study`` whose labels take one of the given values on each named axis."""
+    if not grid:
+        return study
+    axes = sorted({k for r in study.runs for k in r.labels})
+    runs = study.runs
+    for axis, wanted in grid.items():
+        if axis not in axes:
+            raise ValueError(f"--grid {axis}=...: {study.name} has no axis {axis!r}; its axes: {', '.join(axes)}")
+        values = sorted({str(r.labels[axis]) for r in study.runs if axis in r.labels})
+        unknown = [w for w in wanted if w not in values]
+        if unknown:
+            raise ValueError(f"--grid {axis}={','.join(unknown)}: not in the grid; {axis} takes {', '.join(values)}")
+        runs = [r for r in runs if str(r.labels.get(axis)) in wanted]
+    if not runs:
+        raise ValueError(f"--grid: no run of {study.name} has all of {dict(grid)}")
+    selection = {k: list(v) for k, v in grid.items()}
+    return dataclasses.replace(study, runs=runs, grid=study.grid or study.runs, selection=selection)
+
+
+#: The files each data set is made from (a generated set needs its sources).
+DATA_SOURCES = {
+    "mnist": ("mnist",),
+    "fashion-mnist": ("fashion-mnist",),
+    "cifar10": ("cifar10",),
+    "cluttered-mnist": ("mnist",),
+    "occluded-cifar": ("cifar10", "mnist"),
+    "digits": ("digits",),
+    "dsprites": (),
+}
+
+
+def check_data(study: Study) -> None:
+    """Load every source data set the study's runs need (on the CPU) before any training starts, so that a
+    missing or damaged file is a one-line error now rather than a failed run later."""
+    from infodropout.train import data as datalib
+
+    needed = {(src, r.config.data_dir) for r in study.runs for src in DATA_SOURCES.get(r.config.dataset, ())}
+    for source, data_dir in sorted(needed, key=str):
+        datalib.get_dataset(source, data_dir, "cpu")
+
+
+def run_experiment(
+    experiment: Experiment,
+    options: StudyOptions,
+    out: Path,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    executor=None,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> dict:
+    """Build, check and run the experiment's study in ``out``; write and return its results."""
+    study = select(experiment.build(options), options.grid)
+    check_data(study)
+    started = time.perf_counter()
+    outcome = run_study(
+        study,
+        out,
+        jobs=jobs,
+        resume=resume,
+        executor=executor,
+        device=options.device,
+        log=log,
+        show_progress=show_progress,
+    )
+    results = write_results(experiment, outcome, time.perf_counter() - started)
+    log(f"{study.name}: {len(outcome.results)} of {len(study.runs)} runs finished; wrote {Path(out) / 'results.md'}")
+    if outcome.failures:
+        log(f"{study.name}: {len(outcome.failures)} runs failed: " + "; ".join(outcome.failures))
+    return results
+
+
+def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) -> dict:
+    """``results.json`` (cells aggregated over seeds, every run, failures, machine) and ``results.md``."""
+    study, out = outcome.study, Path(outcome.out)
+    columns = list(experiment.columns(study))
+    cells = aggregate(outcome.results)
+    results = {
+        "study": study.name,
+        "description": experiment.description,
+        "settings": dict(study.settings),
+        "selection": dict(study.selection),
+        "machine": machine(),
+        "seconds": seconds,
+        "runs_total": len(study.runs),
+        "runs_finished": len(outcome.results),
+        "cells": cells,
+        "runs": outcome.results,
+        "failures": outcome.failures,
+    }
+    sections = experiment.report(results, out) if experiment.report else []
+    results["figures"] = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
+    write_json(out / "results.json", json.loads(json.dumps(results, default=str)))
+    atomic_write_text(out / "results.md", render_markdown(results, columns, sections))
+    return results
+
+
+def main_table(cells: Sequence[Mapping], columns: Sequence[Column]) -> str:
+    """One row per cell: its labels, each column's mean ± std over seeds, and the seeds."""
+    axes = list(dict.fromkeys(k for c in cells for k in c["labels"]))
+    header = [*axes, *(c.title for c in columns), "seeds"]
+    rows = []
+    for cell in cells:
+        row = [cell["labels"].get(a, "") for a in axes]
+        row += [format_mean_std(cell["metrics"].get(c.key), c.digits, c.scale) for c in columns]
+        row.append(len(cell["seeds"]))
+        rows.append(row)
+    return markdown_table(header, rows)
+
+
+def render_markdown(results: Mapping, columns: Sequence[Column], sections: Sequence[str]) -> str:
+    m = results["machine"]
+    where = f"{m['platform']}, {m['cpus']} CPUs, torch {m['torch']}" + (
+        f", {', '.join(m['gpus'])}" if "gpus" in m else ""
+    )
+    lines = [
+        f"# {results['study']}",
+        "",
+        results["description"],
+        "",
+        f"{results['runs_finished']} of {results['runs_total']} runs finished; {results['seconds']:.0f} s this "
+        f"session on {where}.",
+        f"Settings: `{json.dumps(results['settings'], sort_keys=True)}`"
+        + (f"; selection: `{json.dumps(results['selection'], sort_keys=True)}`." if results["selection"] else "."),
+        "Values are mean ± standard deviation over seeds (ddof 1); every seed's value is in results.json.",
+        "",
+        main_table(results["cells"], columns),
+        "",
+    ]
+    for section in sections:
+        lines += [section, ""]
+    if results["failures"]:
+        lines += ["## Failed runs", ""]
+        lines += [f"- `{name}`: {message}" for name, message in results["failures"].items()]
+        lines.append("")
+    if results.get("figures"):
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in results["figures"]] + [""]
+    return "\n".join(lines)

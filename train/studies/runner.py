@@ -1,0 +1,504 @@
+"""The study runner: a named grid of training configurations -> one run directory each -> results.
+
+A :class:`Study` is a list of :class:`RunSpec` (a :class:`~infodropout.train.config.TrainConfig`, the
+run's cell of the grid as ``labels``, and optionally a measurement to take after training). Running it
+in ``OUT`` gives::
+
+    OUT/study.json            the grid (name, every run's config and labels): what OUT holds
+    OUT/runs/<name>/          one run directory each (config.json, checkpoint.pt, metrics.jsonl, ...)
+    OUT/runs/<name>/result.json   written last: the run is finished when it exists
+    OUT/results.json, results.md  the results aggregated over seeds (written by the caller's report)
+
+Independent runs go to any ``concurrent.futures.Executor``: by default in this process (``jobs=1``) or
+a pool of ``jobs`` local worker processes (spawned, one GPU each on a machine with several). A run that
+raises is reported and the others go on; a run whose worker died (the pool broke, or a cluster lost
+the worker) is retried once, picking up its checkpoint. A rerun with ``resume=True`` skips finished
+runs and resumes interrupted ones from their checkpoints; nothing finished is ever trained again.
+"""
+
+import concurrent.futures as cf
+import importlib
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from infodropout.train.checkpoint import write_json
+from infodropout.train.config import TrainConfig
+from infodropout.train.report.tables import flatten
+
+FORMAT = "infodropout-study"
+RESULT = "result.json"
+
+#: Measurements by name: ``fn(trainer, run_dir, options) -> dict``, run in the worker after training.
+MEASURES: dict[str, Callable] = {}
+
+
+def measure(name: str):
+    """Register ``fn(trainer, run_dir, options) -> dict`` as the measurement ``name``."""
+
+    def register(fn):
+        MEASURES[name] = fn
+        return fn
+
+    return register
+
+
+def resolve_measure(name: str) -> Callable:
+    """A registered measurement, or ``"package.module:function"`` imported (for a user's own)."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"measure={name!r}: cannot be imported ({err})") from None
+    if name not in MEASURES:
+        importlib.import_module("infodropout.train.studies")  # registers the experiments' measurements
+    if name not in MEASURES:
+        raise ValueError(f"measure={name!r}: expected one of {', '.join(sorted(MEASURES))} or 'module:function'")
+    return MEASURES[name]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a study.
+
+    :param name: unique within the study; the run directory is ``OUT/runs/<name>``.
+    :param config: the training configuration (its ``seed`` is the run's seed).
+    :param labels: the run's cell of the grid, JSON values (e.g. ``{"width": 64}``); runs with the
+        same labels are seeds of one cell.
+    :param measure: a measurement to take after training (see :func:`resolve_measure`), or None.
+    :param options: keyword options of the measurement (JSON values).
+    """
+
+    name: str
+    config: TrainConfig
+    labels: Mapping = field(default_factory=dict)
+    measure: str | None = None
+    options: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"run name {self.name!r}: expected a non-empty name without '/' or a leading '.'")
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "config": self.config.to_dict(),
+            "labels": dict(self.labels),
+            "measure": self.measure,
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "RunSpec":
+        config = TrainConfig.from_dict(values["config"], where=f"run {values['name']}")
+        return cls(values["name"], config, values["labels"], values["measure"], values["options"])
+
+
+@dataclass
+class Study:
+    """A named grid of runs.
+
+    :param name: the study (an experiment's name).
+    :param runs: the runs, names unique.
+    :param primary: the value shown on the line of each finished run.
+    :param description: what the study shows (the head of its report).
+    :param settings: what else defines it (quick mode, schedule ...), recorded in ``study.json``.
+    :param grid: the whole grid when ``runs`` is a selection of it (see
+        :func:`~.experiment.select`): ``study.json`` records the whole grid, so that studies of
+        different selections of one grid share a directory.
+    :param selection: the ``--grid`` restriction that made ``runs`` from ``grid``.
+    """
+
+    name: str
+    runs: list[RunSpec]
+    primary: str | None = None
+    description: str = ""
+    settings: Mapping = field(default_factory=dict)
+    grid: list[RunSpec] | None = None
+    selection: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        names = [r.name for r in self.runs]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"study {self.name!r}: run names {duplicated} are used twice")
+        if not self.runs:
+            raise ValueError(f"study {self.name!r}: the grid is empty")
+
+    def manifest(self) -> dict:
+        return {
+            "format": FORMAT,
+            "study": self.name,
+            "settings": dict(self.settings),
+            "runs": [r.to_dict() for r in (self.runs if self.grid is None else self.grid)],
+        }
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """The study was interrupted; every finished run is kept and ``--resume`` continues it."""
+
+
+@dataclass
+class StudyResult:
+    """What a study run produced: the finished runs' results and the failures (name -> one line)."""
+
+    study: Study
+    out: Path
+    results: list[dict]
+    failures: dict[str, str]
+    seconds: float
+
+
+# -- the output directory ------------------------------------------------------------------------------
+
+
+def prepare_out(study: Study, out: Path, resume: bool) -> Path:
+    """Claim ``out`` for ``study``: new (absent or empty), or, with ``resume``, holding this very study.
+
+    Anything else is a one-line ``ValueError`` (or ``FileExistsError``) before any training starts:
+    nothing in ``out`` is overwritten.
+    """
+    out = Path(out)
+    manifest_path = out / "study.json"
+    manifest = json.loads(json.dumps(study.manifest()))  # JSON-normalised, as it will be read back
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a study directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not manifest_path.is_file():
+            raise FileExistsError(f"--out {out}: exists, is not empty and holds no study; choose another --out")
+        try:
+            held = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{manifest_path}: not a readable study manifest ({err})") from None
+        if not isinstance(held, dict) or held.get("format") != FORMAT:
+            raise ValueError(f"{manifest_path}: not an infodropout study manifest")
+        if held.get("study") != study.name:
+            raise ValueError(
+                f"--out {out}: holds the study {held.get('study')!r}, not {study.name!r}; choose another --out"
+            )
+        if held != manifest:
+            raise ValueError(f"--out {out}: holds {_difference(held, manifest)}; choose another --out")
+        if not resume:
+            raise FileExistsError(f"--out {out}: holds this study already; add --resume to continue it")
+        return out
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    write_json(manifest_path, manifest)
+    return out
+
+
+def _difference(held: dict, wanted: dict) -> str:
+    """One line naming how the study in a directory differs from the one asked for."""
+    if held.get("settings") != wanted.get("settings"):
+        return f"the study {held['study']!r} with other settings ({held.get('settings')} vs {wanted['settings']})"
+    runs_held = {r["name"]: r for r in held.get("runs", [])}
+    runs_wanted = {r["name"]: r for r in wanted["runs"]}
+    if set(runs_held) != set(runs_wanted):
+        extra = sorted(set(runs_wanted) ^ set(runs_held))[:3]
+        return f"the study {held['study']!r} over another grid (runs {extra} differ)"
+    for name, run in runs_wanted.items():
+        if runs_held[name] != run:
+            a, b = runs_held[name]["config"], run["config"]
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)) or ["labels or measurement"]
+            return f"the study {held['study']!r} with run {name!r} configured otherwise ({', '.join(keys)})"
+    return f"the study {held['study']!r} configured otherwise"
+
+
+def run_dir_of(out: Path, spec: RunSpec) -> Path:
+    return Path(out) / "runs" / spec.name
+
+
+def read_result(run_dir: Path) -> dict | None:
+    """The result of a finished run, or None (unfinished: no ``result.json``, or an unreadable one)."""
+    path = Path(run_dir) / RESULT
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# -- one run, in whichever process executes it ---------------------------------------------------------
+
+
+def execute_run(payload: Mapping) -> dict:
+    """Train (or resume) one run and take its measurement; write and return its ``result.json``.
+
+    The payload is plain data (so it travels to any worker): ``spec`` (:meth:`RunSpec.to_dict`),
+    ``run_dir``, ``threads`` (torch threads for this run; None leaves them). Epoch lines go to
+    ``run_dir/train.log``.
+    """
+    from infodropout.train.run import Trainer
+
+    spec = RunSpec.from_dict(payload["spec"])
+    run_dir = Path(payload["run_dir"])
+    finished = read_result(run_dir)
+    if finished is not None:
+        return finished
+    if payload.get("threads"):
+        torch.set_num_threads(int(payload["threads"]))
+    start = time.perf_counter()
+    log = _RunLog(run_dir)
+    if (run_dir / "checkpoint.pt").is_file():
+        trainer = Trainer.from_run_dir(run_dir, log=log, show_progress=False)
+        if trainer.config.to_dict() != spec.config.to_dict():
+            raise ValueError(f"{run_dir}: holds a run of another configuration than the study's")
+        log(f"resuming at epoch {trainer.epoch + 1} of {trainer.config.epochs}")
+    else:
+        trainer = Trainer.start(spec.config, run_dir, log=log, show_progress=False)
+    final = trainer.fit() if trainer.epoch < trainer.config.epochs else trainer.finish()
+    measured = {}
+    if spec.measure:
+        measured = resolve_measure(spec.measure)(trainer, run_dir, dict(spec.options)) or {}
+    result = {
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "seed": spec.seed,
+        "final": final,
+        "measures": measured,
+        "values": run_values(final, measured),
+        "seconds": time.perf_counter() - start,
+        "device": str(trainer.device),
+    }
+    write_json(run_dir / RESULT, result)
+    return result
+
+
+def run_values(final: Mapping, measured: Mapping) -> dict[str, float]:
+    """The numbers of a run's final metrics and measurements, flattened (``test_kl.z1``), with the total
+    information over layers, ``kl_total`` (and ``kl_total<suffix>`` for every ``kl_per_layer<suffix>``)."""
+    values = flatten({**final, **measured})
+    for key, per_layer in final.items():
+        if key.startswith("kl_per_layer") and isinstance(per_layer, Mapping) and per_layer:
+            values["kl_total" + key[len("kl_per_layer") :]] = float(sum(per_layer.values()))
+    return values
+
+
+class _RunLog:
+    """Epoch lines of a run, appended to ``run_dir/train.log`` once the run directory exists."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.pending = run_dir, []
+
+    def __call__(self, line: str) -> None:
+        self.pending.append(line.rstrip("\n"))
+        if self.run_dir.is_dir():
+            with open(self.run_dir / "train.log", "a") as f:
+                f.write("\n".join(self.pending) + "\n")
+            self.pending.clear()
+
+
+# -- executors -----------------------------------------------------------------------------------------
+
+
+def _init_worker(devices: Sequence[int], counter) -> None:
+    """In a local worker process: one thread pool per process, and its own GPU where there are several."""
+    if devices:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        torch.cuda.set_device(devices[index % len(devices)])
+
+
+def local_executor(jobs: int, device: str = "auto") -> cf.Executor:
+    """A pool of ``jobs`` spawned worker processes; with CUDA devices, each worker takes one in turn."""
+    context = multiprocessing.get_context("spawn")
+    devices = list(range(torch.cuda.device_count())) if device != "cpu" and torch.cuda.is_available() else []
+    counter = context.Value("i", 0)
+    return cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(devices, counter))
+
+
+class _InProcess(cf.Executor):
+    """Runs each submitted call at once, in this process (``jobs=1``): exceptions land in the future."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as err:  # noqa: BLE001  (reported per run)
+            future.set_exception(err)
+        return future
+
+
+#: Exceptions (by class name) that mean the worker died, not the run: such a run is retried once.
+WORKER_LOST = ("BrokenProcessPool", "KilledWorker", "CommClosedError", "FutureCancelledError", "CancelledError")
+
+
+def _worker_lost(err: BaseException) -> bool:
+    return type(err).__name__ in WORKER_LOST
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
+
+
+# -- the study ------------------------------------------------------------------------------------------
+
+
+def run_study(
+    study: Study,
+    out: Path,
+    *,
+    jobs: int = 1,
+    resume: bool = False,
+    executor: cf.Executor | Callable[[], cf.Executor] | None = None,
+    threads: int | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+) -> StudyResult:
+    """Run every unfinished run of ``study`` in ``out``; return the finished runs' results.
+
+    :param jobs: runs at once: 1 runs them in this process, more use a pool of local processes.
+    :param resume: continue the study already in ``out`` (finished runs are skipped).
+    :param executor: a ``concurrent.futures.Executor`` (or a function making one) to use instead of
+        the local pool, e.g. a Dask client's executor; it is not shut down here unless made here.
+    :param threads: torch threads per run (default: the CPU cores shared among ``jobs``).
+    :param log: where the line of each finished run goes (``[k/n] name  metric  seconds``).
+    """
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"jobs={jobs!r}: expected an integer >= 1")
+    out = prepare_out(study, out, resume)
+    start = time.perf_counter()
+    specs = {s.name: s for s in study.runs}
+    results: dict[str, dict] = {}
+    for name, spec in specs.items():
+        done = read_result(run_dir_of(out, spec))
+        if done is not None:
+            results[name] = done
+    todo = [s for s in study.runs if s.name not in results]
+    if results:
+        log(f"{study.name}: {len(results)} of {len(specs)} runs already finished, {len(todo)} to go")
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 or executor is not None else None
+    failures: dict[str, str] = {}
+    bar = _progress(len(specs), len(results), study.name, show_progress)
+    try:
+        _dispatch(study, out, todo, jobs, executor, threads, device, results, failures, log, bar, len(specs))
+    except KeyboardInterrupt:
+        raise StudyInterrupted(
+            f"{study.name} interrupted with {len(results)} of {len(specs)} runs finished (each kept)"
+        ) from None
+    finally:
+        bar.close()
+    ordered = [results[s.name] for s in study.runs if s.name in results]
+    return StudyResult(study, out, ordered, failures, time.perf_counter() - start)
+
+
+def _dispatch(study, out, todo, jobs, executor, threads, device, results, failures, log, bar, total) -> None:
+    """Submit every run, collect each as it finishes; a run whose worker was lost is submitted again once
+    (to a new pool where the pool itself broke)."""
+    if executor is None:
+        make = (lambda: local_executor(jobs, device)) if jobs > 1 else _InProcess
+    elif callable(executor) and not isinstance(executor, cf.Executor):
+        make = executor
+    else:
+        make = None
+    tries = {s.name: 0 for s in todo}
+
+    def payload(spec):
+        tries[spec.name] += 1
+        return {"spec": spec.to_dict(), "run_dir": str(run_dir_of(out, spec)), "threads": threads}
+
+    def collect(spec, future, retry) -> None:
+        try:
+            result = future.result()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001  (one run's failure is reported, the others go on)
+            if _worker_lost(err) and tries[spec.name] < 2:
+                log(f"{spec.name}: its worker was lost ({_one_line(err)}); retrying it once")
+                retry.append(spec)
+                return
+            failures[spec.name] = _one_line(err)
+            _write_failure(out, spec, err)
+            log(f"{spec.name}: FAILED ({failures[spec.name]})")
+            bar.update(1)
+            return
+        results[spec.name] = result
+        bar.update(1)
+        log(_finished_line(study, result, len(results) + len(failures), total))
+
+    pending = list(todo)
+    while pending:
+        current = executor if make is None else make()
+        retry: list[RunSpec] = []
+        try:
+            if isinstance(current, _InProcess):  # one at a time, each reported as it finishes
+                for spec in pending:
+                    collect(spec, current.submit(execute_run, payload(spec)), retry)
+            else:
+                futures = {current.submit(execute_run, payload(spec)): spec for spec in pending}
+                for future in cf.as_completed(futures):
+                    collect(futures[future], future, retry)
+        finally:
+            if make is not None:
+                current.shutdown(wait=True, cancel_futures=True)
+        pending = retry
+
+
+def _write_failure(out: Path, spec: RunSpec, err: BaseException) -> None:
+    run_dir = run_dir_of(out, spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    (run_dir / "failure.txt").write_text(text)
+
+
+def _finished_line(study: Study, result: dict, k: int, total: int) -> str:
+    parts = [f"[{k}/{total}] {result['name']}"]
+    key = study.primary
+    if key and key in result["values"]:
+        parts.append(f"{key} {result['values'][key]:.4g}")
+    parts.append(f"{result['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, done: int, desc: str, enabled: bool):
+    """A tqdm bar over the grid on a terminal (runs, not epochs); nothing otherwise."""
+    if not (enabled and sys.stderr.isatty()):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, unit="run", dynamic_ncols=True)
+
+
+def machine() -> dict:
+    """Where a study ran: platform, CPU count, torch and its device."""
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def finished_runs(out: Path, specs: Iterable[RunSpec]) -> list[dict]:
+    """The results of the finished runs among ``specs`` in ``out`` (in order)."""
+    found = (read_result(run_dir_of(out, s)) for s in specs)
+    return [r for r in found if r is not None]
