@@ -13,6 +13,7 @@ the noise), unless :func:`sampling` forces it on, e.g. to average predictions ov
 
 import contextlib
 import math
+import numbers
 
 import pyro
 import pyro.distributions as dist
@@ -52,6 +53,13 @@ def _activation(name: str | None):
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def _positive_number(name: str, value, what: str) -> float:
+    """``float(value)`` for a finite positive real number (NumPy scalars included), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r}: expected a finite positive number ({what})")
+    return float(value)
 
 
 class NoisyLayer(nn.Module):
@@ -132,18 +140,10 @@ class InformationDropout(NoisyLayer):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r}: expected one of {ACTIVATIONS} (f must be >= 0)")
         super().__init__(f_head, activation, name, event_dim)
-        if not alpha_min > 0:
-            raise ValueError(f"alpha_min={alpha_min}: expected a positive number")
-        if not alpha_max > 0:
-            raise ValueError(f"alpha_max={alpha_max}: expected a positive number (the range of alpha)")
-        if not alpha_min < alpha_max:
-            raise ValueError(
-                f"alpha_min={alpha_min} >= alpha_max={alpha_max}: bounds reversed? alpha lies in "
-                "[alpha_min, alpha_min + alpha_max] and alpha_min is the small floor (e.g. 0.001)"
-            )
+        # alpha lies in [alpha_min, alpha_min + alpha_max]: any two positive numbers make a valid range
+        self.alpha_min = _positive_number("alpha_min", alpha_min, "the smallest alpha")
+        self.alpha_max = _positive_number("alpha_max", alpha_max, "the range of alpha, added to alpha_min")
         self.alpha_head = alpha_head
-        self.alpha_min = float(alpha_min)
-        self.alpha_max = float(alpha_max)
 
     @classmethod
     def linear(cls, in_features: int, out_features: int, **kwargs) -> "InformationDropout":

@@ -1,3 +1,4 @@
+import numpy as np
 import pyro
 import pyro.poutine as poutine
 import pytest
@@ -41,6 +42,24 @@ def test_alpha_stays_within_its_bounds(logit_scale, alpha_min, alpha_max, seed):
     assert (alpha >= alpha_min * (1 - ulp)).all() and (alpha <= (alpha_min + alpha_max) * (1 + ulp)).all()
     # and the guide distribution accepts it (validation on: scale <= max_scale is checked)
     MultiplicativeLogNormal(torch.ones_like(alpha), alpha, max_scale=layer.max_alpha, validate_args=True)
+
+
+@pytest.mark.parametrize(
+    "alpha_min, alpha_max", [(0.5, 0.3), (0.7, 0.001), (2.0, 2.0), (np.float32(0.1), np.float64(1.0))]
+)
+def test_every_positive_pair_of_alpha_bounds_is_a_range_from_alpha_min_of_width_alpha_max(alpha_min, alpha_max):
+    """alpha_max is the range added to alpha_min, not an upper bound: alpha_min > alpha_max is fine."""
+    torch.manual_seed(0)
+    layer = InformationDropout.linear(5, 7, alpha_min=alpha_min, alpha_max=alpha_max)
+    with torch.no_grad():
+        layer.alpha_head.bias.fill_(-50.0)
+        low = layer.alpha(torch.zeros(1, 5))  # sigmoid(-50) ~ 2e-22: alpha_min
+        layer.alpha_head.bias.fill_(50.0)
+        high = layer.alpha(torch.zeros(1, 5))  # sigmoid(50) = 1: alpha_min + alpha_max
+    assert_close(low, torch.full((1, 7), float(alpha_min)))
+    assert_close(high, torch.full((1, 7), float(alpha_min) + float(alpha_max)))
+    assert layer.max_alpha == pytest.approx(float(alpha_min) + float(alpha_max))
+    assert type(layer.alpha_min) is float and type(layer.alpha_max) is float
 
 
 def test_training_mode_emits_a_latent_site_with_the_layer_event_dims():
@@ -146,7 +165,9 @@ def test_encoders_output_shapes_and_sites(encoder, x, shape):
     [
         (lambda: InformationDropout.linear(3, 3, alpha_min=0.0), "alpha_min"),
         (lambda: InformationDropout.linear(3, 3, alpha_max=-1.0), "alpha_max"),
-        (lambda: InformationDropout.linear(3, 3, alpha_min=0.7, alpha_max=0.001), "bounds reversed"),
+        (lambda: InformationDropout.linear(3, 3, alpha_min=float("inf")), "alpha_min=inf: expected a finite"),
+        (lambda: InformationDropout.linear(3, 3, alpha_max=float("nan")), "alpha_max=nan"),
+        (lambda: InformationDropout.linear(3, 3, alpha_max=True), "alpha_max=True"),
         (lambda: InformationDropout.linear(3, 3, activation="tanh"), "activation"),
         (lambda: noisy_linear("spike", 3, 3), "dropout='spike'"),
         (lambda: BinaryDropout(nn.Identity(), p=1.0), "p=1.0"),
