@@ -13,7 +13,9 @@ from .likelihoods import (
     Likelihood,
     make_likelihood,
 )
+from .kl import loguniform_kl
 from .priors import (
+    KL_CONVENTIONS,
     PRIORS,
     CorrelatedLogNormalPrior,
     FactorisedLogNormalPrior,
@@ -24,9 +26,13 @@ from .priors import (
     Prior,
     StandardNormalPrior,
     make_prior,
+    priors_for,
+    register_prior,
+    unregister_prior,
 )
 
 __all__ = [
+    "KL_CONVENTIONS",
     "LIKELIHOODS",
     "PRIORS",
     "REPRESENTATION",
@@ -49,6 +55,10 @@ __all__ = [
     "MultivariateLogNormal",
     "Prior",
     "StandardNormalPrior",
+    "loguniform_kl",
     "make_likelihood",
     "make_prior",
+    "priors_for",
+    "register_prior",
+    "unregister_prior",
 ]

@@ -15,21 +15,25 @@ in the same ``pyro.plate("data", num_data, subsample=...)``, so minibatches are 
 """
 
 import contextlib
+import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
+from pyro.params.param_store import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.distributions import constraints, kl_divergence
 
 from infodropout.guides.layers import NoisyLayer, sampling
 
-from . import kl as _kl  # noqa: F401  (registers the analytic KLs)
+from .kl import loguniform_kl
 from .likelihoods import Likelihood, make_likelihood
-from .priors import Prior, default_prior, make_prior
+from .priors import KL_CONVENTIONS, LogUniformPrior, Prior, check_kl_convention, check_prior, default_prior, make_prior
 
 #: Name of the site that carries the representation to the model when it is not a latent site.
 REPRESENTATION = "representation"
@@ -65,16 +69,66 @@ class _TensorScale(Messenger):
 
 
 class _Shared:
-    """State that the model and the guide read alike: beta, the data size, the site layouts."""
+    """State that the model and the guide read alike: beta, the data size, the site layouts, the name."""
 
     def __init__(self, beta, num_data, name, encoder):
         self.beta = beta
         self.num_data = num_data
-        self.name = name
+        self.name = name  # None: a default name, claimed at the first registration
+        self.explicit_name = name is not None
         self.register_params = True
         self.encoder = encoder  # not a submodule of the model: a plain reference
+        self.layers: dict[str, NoisyLayer] = {}  # the latent layers, by site
         self.layouts: dict[tuple, Layout] = {}
+        self.on_new_layout = None  # called with each newly traced layout (the model checks its priors)
         self._indices: dict[tuple, torch.Tensor] = {}
+
+    def check_batch(self, x: torch.Tensor) -> None:
+        """One-line errors for a batch the ELBO cannot take: no examples, more examples than ``num_data``."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            raise ValueError(f"x: expected a batch tensor (B, ...), got {type(x).__name__} {getattr(x, 'shape', '')}")
+        batch = x.shape[0]
+        if batch == 0:
+            raise ValueError("x: a batch of 0 examples; the ELBO needs at least one")
+        if self.num_data is not None and batch > self.num_data:
+            raise ValueError(
+                f"num_data={self.num_data} is smaller than the batch of {batch} examples: num_data is the "
+                "training-set size N (each term is scaled by N / B)"
+            )
+
+    def check_noise(self) -> None:
+        """The guide's sites exist only with the noise on: say so where a latent layer has it off."""
+        for site, layer in self.layers.items():
+            if not layer.noisy:
+                raise ValueError(
+                    f"the guide's layer {site!r} has its noise off (evaluation mode): the ELBO needs the noise on; "
+                    "call ib.train() or run it under infodropout.guides.sampling(True)"
+                )
+
+    def register(self, side: str, module: nn.Module) -> None:
+        """``pyro.module(f"{name}.{side}", module)`` under a name whose param-store entries are this model's.
+
+        A default name is the first of ``ib``, ``ib_1``, ``ib_2``, ... that no other model holds in
+        Pyro's param store (claimed again if the store was cleared and another model took it); an
+        explicit name held by another model is an error, not a silent sharing of parameters.
+        """
+        if self.name is None or (not self.explicit_name and self._held_by_another(side, module)):
+            self.name = _free_name()
+        elif self._held_by_another(side, module):
+            raise ValueError(
+                f"InformationBottleneck(name={self.name!r}): Pyro's param store holds parameters of that name from "
+                "another model; give each model its own name= (or call pyro.clear_param_store())"
+            )
+        pyro.module(f"{self.name}.{side}", module)
+
+    def _held_by_another(self, side: str, module: nn.Module) -> bool:
+        store = pyro.get_param_store()
+        prefix = f"{self.name}.{side}"
+        for param_name, param in module.named_parameters():
+            full = param_with_module_name(prefix, param_name)
+            if param.requires_grad and full in store and store[full]._cdata != param._cdata:
+                return True
+        return False
 
     def plate(self, batch_size: int, device: torch.device):
         """``pyro.plate("data", N, subsample=...)``: scales every term by N / B (none if N is None)."""
@@ -103,8 +157,21 @@ class _Shared:
         key = tuple(x.shape[1:])
         layout = self.layouts.get(key)
         if layout is None:
-            layout = self.layouts[key] = _trace_layout(self.encoder, x[:1])
+            layout = _trace_layout(self.encoder, x[:1])
+            if self.on_new_layout is not None:
+                self.on_new_layout(layout)
+            self.layouts[key] = layout
         return layout
+
+
+def _free_name(base: str = "ib") -> str:
+    """The first of ``base``, ``base_1``, ``base_2``, ... with no entry in Pyro's param store."""
+    keys = tuple(pyro.get_param_store().keys())
+    for i in range(len(keys) + 1):
+        name = base if i == 0 else f"{base}_{i}"
+        if not any(k.startswith((f"{name}.guide$$$", f"{name}.model$$$")) for k in keys):
+            return name
+    raise AssertionError("unreachable: fewer names are taken than there are keys")
 
 
 def _trace_layout(encoder: nn.Module, x: torch.Tensor) -> Layout:
@@ -140,8 +207,10 @@ class BottleneckGuide(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         shared = self._shared
+        shared.check_batch(x)
+        shared.check_noise()
         if shared.register_params:
-            pyro.module(f"{shared.name}.guide", self)
+            shared.register("guide", self)
         layout = shared.layout(x)
         with shared.plate(x.shape[0], x.device), shared.kl_scale():
             z = self.encoder(x)
@@ -167,10 +236,17 @@ class BottleneckModel(nn.Module):
         """p(z) at ``site`` with the given batch and event shapes."""
         return self.priors[self._index[site]](batch_shape, event_shape)
 
+    def check_layout(self, layout: Layout) -> None:
+        """Every prior against the event shape of its site in ``layout`` (one-line ``ValueError``)."""
+        for site, event_shape in layout.sites:
+            if site in self._index:
+                check_prior(self.priors[self._index[site]], site, self._shared.layers[site], event_shape)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         shared = self._shared
+        shared.check_batch(x)
         if shared.register_params:
-            pyro.module(f"{shared.name}.model", self)
+            shared.register("model", self)
         if y is None and self.reconstruct:
             y = x
         layout = shared.layout(x)
@@ -212,8 +288,13 @@ class InformationBottleneck(nn.Module):
     :param int num_data: the training set size N (minibatches are scaled by N / B), or None for
         no scaling (the loss of one batch).
     :param input_shape: shape of one input ``(C, H, W)``; needed by priors with one factor per unit.
+        With it, the encoder is tried on one input and every prior checked against its site's shape.
     :param bool reconstruct: the target is the input (``y`` defaults to ``x``).
-    :param str name: prefix of the parameters in Pyro's param store.
+    :param str name: prefix of the parameters in Pyro's param store; None (default): ``ib``, or
+        ``ib_1``, ``ib_2``, ... where another model already holds that name, so that several models
+        train side by side under stock SVI.
+    :param str kl_convention: how every log-uniform prior charges a unit that is off: ``"exact"`` (its
+        KL divergence, 0) or ``"authors"`` (``-log(alpha / max_alpha)``, as the authors' code).
     """
 
     def __init__(
@@ -226,19 +307,30 @@ class InformationBottleneck(nn.Module):
         num_data: int | None = None,
         input_shape=None,
         reconstruct: bool = False,
-        name: str = "ib",
+        name: str | None = None,
+        kl_convention: str = "exact",
     ):
         super().__init__()
         likelihood = make_likelihood(likelihood)
-        self._shared = _Shared(_check_beta(beta), _check_num_data(num_data), name, encoder)
-        layers = _name_latent_layers(encoder)
+        kl_convention = check_kl_convention(kl_convention)
+        self._shared = _Shared(_check_beta(beta), _check_num_data(num_data), _check_name(name), encoder)
+        layers = self._shared.layers = _name_latent_layers(encoder)
         shapes = {}
         if input_shape is not None:
+            input_shape = _check_input_shape(input_shape)
             probe = torch.zeros((1, *input_shape), device=_device_of(encoder))
-            layout = self._shared.layout(probe)
+            try:
+                layout = self._shared.layout(probe)
+            except RuntimeError as err:
+                reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+                raise ValueError(
+                    f"input_shape={input_shape}: the encoder cannot take one input of this shape ({reason})"
+                ) from None
             shapes = dict(layout.sites)
         self.guide = BottleneckGuide(encoder, self._shared)
         self.model = BottleneckModel(_build_priors(priors, layers, shapes), head, likelihood, reconstruct, self._shared)
+        self._shared.on_new_layout = self.model.check_layout
+        self.kl_convention = kl_convention
 
     @property
     def encoder(self) -> nn.Module:
@@ -274,6 +366,30 @@ class InformationBottleneck(nn.Module):
         """Names of the latent noisy sites (those with a prior)."""
         return self.model.site_names
 
+    @property
+    def name(self) -> str | None:
+        """The prefix of this model's entries in Pyro's param store (None until first registered)."""
+        return self._shared.name
+
+    @property
+    def kl_convention(self) -> str:
+        """How the log-uniform priors charge units that are off (``"exact"`` or ``"authors"``); setting it
+        sets every log-uniform prior of the bottleneck."""
+        return self._kl_convention
+
+    @kl_convention.setter
+    def kl_convention(self, value: str) -> None:
+        self._kl_convention = check_kl_convention(value)
+        for prior in self.model.priors:
+            if isinstance(prior, LogUniformPrior):
+                prior.convention = value
+
+    @property
+    def loguniform_sites(self) -> tuple[str, ...]:
+        """The latent sites whose prior is log-uniform (where the KL convention matters)."""
+        pairs = zip(self.model.site_names, self.model.priors, strict=True)
+        return tuple(site for site, prior in pairs if isinstance(prior, LogUniformPrior))
+
     @contextlib.contextmanager
     def unregistered(self):
         """Skip registering parameters in Pyro's param store (for training with ``torch.optim``)."""
@@ -307,39 +423,96 @@ class InformationBottleneck(nn.Module):
             means = [self.likelihood.mean(self.head(zs)) for zs in z]
             return torch.stack(means).mean(0)
 
-    def information(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def information(self, x: torch.Tensor, kl_convention: str | None = None) -> dict[str, torch.Tensor]:
         """KL(q(z_l | x) || p(z_l)) per example, in nats, for every latent site: ``{site: (B,)}``.
 
-        Computed in the current train/eval mode with noise on; neither beta nor N/B scales it.
+        Computed in the current train/eval mode with noise on; neither beta nor N/B scales it. The
+        log-uniform priors charge units that are off under ``kl_convention`` (None: the bottleneck's
+        own). Where no KL is registered for a prior, it is the one-sample Monte Carlo estimate
+        ``log q(z) - log p(z)`` at the sampled ``z`` (unbiased; average over examples or draws).
         """
+        convention = self.kl_convention if kl_convention is None else check_kl_convention(kl_convention)
+        return self.information_by_convention(x, (convention,))[convention]
+
+    def information_by_convention(
+        self, x: torch.Tensor, conventions: Sequence[str] = KL_CONVENTIONS
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """:meth:`information` under each KL convention, from one draw of the noise:
+        ``{convention: {site: (B,)}}``. Sites without a log-uniform prior have the same value under all."""
+        conventions = tuple(check_kl_convention(c) for c in conventions)
         with poutine.block(), sampling(True):
             trace = poutine.trace(self.encoder).get_trace(x)
         batch = torch.Size((x.shape[0],))
-        out = {}
-        for name in self.latent_sites:
+        out: dict[str, dict[str, torch.Tensor]] = {c: {} for c in conventions}
+        for name, prior in zip(self.model.site_names, self.model.priors, strict=True):
             site = trace.nodes.get(name)
-            if site is not None:
-                q = site["fn"]
-                out[name] = kl_divergence(q, self.model.prior(name, batch, q.event_shape))
+            if site is None:
+                continue
+            q = site["fn"]
+            if isinstance(prior, LogUniformPrior):
+                base, event_dims = _base_and_event_dims(q)
+                for c in conventions:
+                    kl = loguniform_kl(base, c)  # (B, *event)
+                    out[c][name] = kl.sum(tuple(range(-event_dims, 0))) if event_dims else kl
+                continue
+            p = prior(batch, q.event_shape)
+            try:
+                kl = kl_divergence(q, p)
+            except NotImplementedError:
+                kl = q.log_prob(site["value"]) - p.log_prob(site["value"])
+            for c in conventions:
+                out[c][name] = kl
         return out
 
 
+def _base_and_event_dims(q):
+    """The elementwise distribution under ``Independent`` wrappers, and how many event dims they add."""
+    dims = 0
+    while isinstance(q, torch.distributions.Independent):
+        dims += q.reinterpreted_batch_ndims
+        q = q.base_dist
+    return q, dims
+
+
 def _check_beta(beta):
+    """A finite number >= 0 (NumPy scalars included) as a float, or a 0-dim tensor checked once."""
     if isinstance(beta, torch.Tensor):
         if beta.dim() != 0:
             raise ValueError(f"beta: expected a number or a 0-dim tensor, got shape {tuple(beta.shape)}")
-        if not bool(beta.detach() >= 0):  # once, where beta is set (a schedule updates it in place)
-            raise ValueError(f"beta={beta.item()!r}: expected a number >= 0")
+        value = beta.detach()
+        if not bool(torch.isfinite(value) & (value >= 0)):  # once, where beta is set (a schedule fills it in place)
+            raise ValueError(f"beta={beta.item()!r}: expected a finite number >= 0")
         return beta
-    if not (isinstance(beta, (int, float)) and beta >= 0):
-        raise ValueError(f"beta={beta!r}: expected a number >= 0")
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta={beta!r}: expected a finite number >= 0")
     return float(beta)
 
 
 def _check_num_data(num_data):
-    if num_data is not None and not (isinstance(num_data, int) and num_data > 0):
+    """None, or a positive integer (NumPy integers included) as an int."""
+    if num_data is None:
+        return None
+    if isinstance(num_data, bool) or not isinstance(num_data, numbers.Integral) or not num_data > 0:
         raise ValueError(f"num_data={num_data!r}: expected a positive integer or None")
-    return num_data
+    return int(num_data)
+
+
+def _check_name(name):
+    if name is not None and not (isinstance(name, str) and name and "$$$" not in name):
+        raise ValueError(f"name={name!r}: expected None or a non-empty string without '$$$'")
+    return name
+
+
+def _check_input_shape(input_shape) -> tuple[int, ...]:
+    """The shape of one input as a tuple of positive ints (e.g. ``(1, 28, 28)``), else ``ValueError``."""
+    ok = isinstance(input_shape, Sequence) and not isinstance(input_shape, str)
+    ok = ok and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in input_shape)
+    if not ok:
+        raise ValueError(
+            f"input_shape={input_shape!r}: expected the shape of one input as a sequence of positive integers, "
+            "e.g. (1, 28, 28) or (784,)"
+        )
+    return tuple(int(s) for s in input_shape)
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -377,7 +550,7 @@ def _build_priors(priors, layers: dict[str, NoisyLayer], shapes: dict) -> dict[s
         choice = spec[site]
         event_shape = shapes.get(site)
         if isinstance(choice, Prior):
-            choice.check(site, layer, event_shape)
+            check_prior(choice, site, layer, event_shape)
             built[site] = choice
         else:
             built[site] = make_prior(choice or default_prior(layer), site, layer, event_shape)

@@ -8,29 +8,39 @@ Gaussian latent with a normal prior, is registered by torch itself.)
 import math
 
 import torch
-from torch.distributions import Independent, LogNormal, kl_divergence, register_kl
+from torch.distributions import Independent, LogNormal, Normal, kl_divergence, register_kl
 
 from infodropout.guides.noise import MultiplicativeLogNormal
 
-from .priors import LogUniform, MultivariateLogNormal
+from .priors import LogUniform, MultivariateLogNormal, check_kl_convention
 
 _LOG_2PI_E = math.log(2 * math.pi) + 1.0
 
 
-@register_kl(MultiplicativeLogNormal, LogUniform)
-def _kl_multiplicative_lognormal_loguniform(q: MultiplicativeLogNormal, p: LogUniform) -> torch.Tensor:
+def loguniform_kl(q: MultiplicativeLogNormal, convention: str = "exact") -> torch.Tensor:
     r"""
-    ``KL = -log(alpha / max_alpha)`` on active units (base > 0), ``0`` on inactive ones::
+    The information of each unit of ``q`` against the log-uniform prior, elementwise::
 
-        KL(q || p) = E_q[log q(z) - log p(z)] = -H(Normal(0, alpha**2)) + const = -log alpha + const
+        exact:    KL = -log(alpha / max_alpha)  where base > 0,   0  where base == 0
+        authors:  KL = -log(alpha / max_alpha)  for every unit
 
-    The constant of the improper prior is fixed so that the KL vanishes at the largest alpha the
-    guide allows (``max_scale``; 1 when the guide does not state one).
+    ``KL(q || p) = E_q[log q(z) - log p(z)] = -H(Normal(0, alpha**2)) + const = -log alpha + const`` on
+    an active unit; the constant of the improper prior is fixed so that the KL vanishes at the largest
+    alpha the guide allows (``max_scale``; 1 when the guide does not state one). A unit that is off is a
+    point mass at 0 under both q and p: its exact KL is 0, which the authors' code does not use.
     """
     kl = -torch.log(q.scale)
     if q.max_scale is not None:
         kl = kl + math.log(q.max_scale)
-    kl = torch.where(q.base > 0, kl, torch.zeros_like(kl))
+    if check_kl_convention(convention) == "exact":
+        kl = torch.where(q.base > 0, kl, torch.zeros_like(kl))
+    return kl
+
+
+@register_kl(MultiplicativeLogNormal, LogUniform)
+def _kl_multiplicative_lognormal_loguniform(q: MultiplicativeLogNormal, p: LogUniform) -> torch.Tensor:
+    """:func:`loguniform_kl` under the prior's convention, broadcast to the prior's batch shape."""
+    kl = loguniform_kl(q, p.convention)
     if kl.shape != p.batch_shape:
         kl = kl.expand(torch.broadcast_shapes(kl.shape, p.batch_shape))
     return kl
@@ -39,14 +49,12 @@ def _kl_multiplicative_lognormal_loguniform(q: MultiplicativeLogNormal, p: LogUn
 @register_kl(MultiplicativeLogNormal, LogNormal)
 def _kl_multiplicative_lognormal_lognormal(q: MultiplicativeLogNormal, p: LogNormal) -> torch.Tensor:
     r"""
-    Both sides are log-normal (the same ``exp`` transform of a Normal), so the KL is that of the
+    Both sides are log-normal (the same ``exp`` transform of a Normal), so the KL is torch's KL of the
     Normals on ``log z``, with ``log f`` guarded by a floor::
 
         KL = log(sigma / alpha) + (alpha**2 + (log max(f, 1e-4) - mu)**2) / (2 sigma**2) - 1/2
     """
-    var_ratio = (q.scale / p.scale).square()
-    t = (q.log_base() - p.loc) / p.scale
-    return 0.5 * (var_ratio + t.square() - 1 - torch.log(var_ratio))
+    return kl_divergence(Normal(q.log_base(), q.scale, validate_args=False), p.base_dist)
 
 
 @register_kl(Independent, MultivariateLogNormal)

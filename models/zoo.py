@@ -36,16 +36,19 @@ def build_network(
     latent: str = "gaussian",
     likelihood: str = "bernoulli",
     input_dropout: float = 0.2,
+    kl_convention: str = "exact",
 ) -> InformationBottleneck:
     """Build the network ``arch`` (one of :data:`ARCHITECTURES`) as an InformationBottleneck.
 
     Classifiers (``mlp``, ``allcnn32``, ``allcnn96``) use ``dropout``, ``activation``, ``p``,
     ``alpha_max``, ``hidden`` or ``width``; autoencoders (``vae``, ``conv-vae``) use ``latent``,
-    ``z_dim``, ``hidden[0]`` and ``likelihood`` and reconstruct their input.
+    ``z_dim``, ``hidden[0]`` and ``likelihood`` and reconstruct their input. ``prior`` is a registered
+    prior name (see :func:`~infodropout.models.priors.register_prior`) or None for the paper's default;
+    ``kl_convention`` is how log-uniform priors charge units that are off (``"exact"`` or ``"authors"``).
     """
     input_shape = tuple(int(s) for s in input_shape)
     kinds = dict(dropout=dropout, p=p, alpha_max=alpha_max, activation=activation)
-    common = dict(priors=prior, beta=beta, num_data=num_data, input_shape=input_shape)
+    common = dict(priors=prior, beta=beta, num_data=num_data, input_shape=input_shape, kl_convention=kl_convention)
     if arch == "mlp":
         encoder = MLPEncoder(_numel(input_shape), hidden, **kinds)
         return InformationBottleneck(encoder, LinearHead(encoder.out_features, num_classes), "categorical", **common)

@@ -113,3 +113,32 @@ def test_independent_sites_sum_the_unit_kls():
     q = MultiplicativeLogNormal(torch.rand(2, 3, 4) + 0.1, torch.full((2, 3, 4), 0.3), max_scale=0.701)
     p = LogUniform((2, 3, 4))
     assert_close(kl_divergence(q.to_event(2), p.to_event(2)), kl_divergence(q, p).sum((-2, -1)))
+
+
+def test_the_authors_convention_charges_minus_log_alpha_over_the_cap_to_every_unit():
+    """The authors' code: ``kl = -log(alpha / (max_alpha + 0.001))`` for every unit, including units that are off."""
+    alpha_min, alpha_max = 0.001, 0.7
+    base = torch.tensor([0.0, 0.0, 0.3, 2.0, 0.0, 5.0], dtype=torch.float64)
+    alpha = torch.tensor([0.001, 0.2, 0.35, 0.5, 0.701, 0.05], dtype=torch.float64)
+    q = MultiplicativeLogNormal(base, alpha, max_scale=alpha_min + alpha_max)
+    theirs = -torch.log(alpha / (alpha_max + alpha_min))
+    authors = kl_divergence(q, LogUniform(q.batch_shape, convention="authors"))
+    exact = kl_divergence(q, LogUniform(q.batch_shape))
+    assert_close(authors, theirs)
+    assert_close(exact, torch.where(base > 0, theirs, 0.0))
+    assert (authors[base == 0] > 0).any(), "units that are off are charged only by the authors' convention"
+    with pytest.raises(ValueError, match="kl_convention='tf'"):
+        LogUniform((2,), convention="tf")
+    assert LogUniform((2,), convention="authors").expand((3, 2)).convention == "authors"
+
+
+def test_lognormal_kl_is_the_closed_form_of_the_normals_on_log_z():
+    torch.manual_seed(4)
+    base = torch.rand(50, dtype=torch.float64) * 3
+    base[:5] = 0.0  # floored at 1e-4
+    alpha = torch.rand(50, dtype=torch.float64) * 0.7 + 0.001
+    mu, sigma = torch.randn(50, dtype=torch.float64), torch.rand(50, dtype=torch.float64) + 0.2
+    q = MultiplicativeLogNormal(base, alpha)
+    m = torch.log(base.clamp_min(1e-4))
+    closed = torch.log(sigma / alpha) + (alpha**2 + (m - mu) ** 2) / (2 * sigma**2) - 0.5
+    assert_close(kl_divergence(q, LogNormal(mu, sigma)), closed, rtol=1e-12, atol=1e-12)
