@@ -31,6 +31,12 @@ def add_study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
     p.add_argument("--quick", action="store_true", help="a smoke test: tiny grid, tiny data, one epoch")
     p.add_argument("--jobs", type=positive_int, default=1, help="runs at once (local worker processes)")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a Dask scheduler (tcp://HOST:8786) to run the grid on (default: $DASK_SCHEDULER_ADDRESS, else local)",
+    )
+    p.add_argument("--threads", type=positive_int, help="torch threads per run (default: the cores shared by --jobs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue the study in --out (finished runs are kept)")
     p.add_argument(
@@ -64,12 +70,26 @@ def study_options(args, **extra):
     )
 
 
+def execute(experiment, args, options) -> dict:
+    """Run ``experiment`` as the study options say: on a Dask cluster when a scheduler is named, else locally."""
+    import contextlib
+
+    from .experiment import run_experiment
+    from .runner import dask_executor, scheduler_address
+
+    address = scheduler_address(args.scheduler)
+    if address and args.jobs != 1:
+        raise ValueError(f"--jobs {args.jobs} with --scheduler {address}: the cluster's workers set the parallelism")
+    with dask_executor(address) if address else contextlib.nullcontext() as executor:
+        return run_experiment(
+            experiment, options, args.out, jobs=args.jobs, resume=args.resume, executor=executor, threads=args.threads
+        )
+
+
 def reproduce(args) -> int:
     from . import EXPERIMENTS
-    from .experiment import run_experiment
 
-    options = study_options(args)
-    run_experiment(EXPERIMENTS[args.experiment], options, args.out, jobs=args.jobs, resume=args.resume)
+    execute(EXPERIMENTS[args.experiment], args, study_options(args))
     return 0
 
 

@@ -129,6 +129,7 @@ def run_experiment(
     jobs: int = 1,
     resume: bool = False,
     executor=None,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
     show_progress: bool = True,
 ) -> dict:
@@ -142,6 +143,7 @@ def run_experiment(
         jobs=jobs,
         resume=resume,
         executor=executor,
+        threads=threads,
         device=options.device,
         log=log,
         show_progress=show_progress,

@@ -17,6 +17,7 @@ runs and resumes interrupted ones from their checkpoints; nothing finished is ev
 """
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import json
 import multiprocessing
@@ -240,15 +241,23 @@ def execute_run(payload: Mapping) -> dict:
     ``run_dir``, ``threads`` (torch threads for this run; None leaves them). Epoch lines go to
     ``run_dir/train.log``.
     """
-    from infodropout.train.run import Trainer
-
     spec = RunSpec.from_dict(payload["spec"])
     run_dir = Path(payload["run_dir"])
     finished = read_result(run_dir)
     if finished is not None:
         return finished
+    threads = torch.get_num_threads()
     if payload.get("threads"):
         torch.set_num_threads(int(payload["threads"]))
+    try:
+        return _train_and_measure(spec, run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
+    from infodropout.train.run import Trainer
+
     start = time.perf_counter()
     log = _RunLog(run_dir)
     if (run_dir / "checkpoint.pt").is_file():
@@ -318,6 +327,41 @@ def local_executor(jobs: int, device: str = "auto") -> cf.Executor:
     devices = list(range(torch.cuda.device_count())) if device != "cpu" and torch.cuda.is_available() else []
     counter = context.Value("i", 0)
     return cf.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(devices, counter))
+
+
+#: Where the address of a Dask scheduler is read from when ``--scheduler`` is not given.
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+def scheduler_address(option: str | None) -> str | None:
+    """``--scheduler`` if given, else ``$DASK_SCHEDULER_ADDRESS``, else None (local processes)."""
+    return option or os.environ.get(SCHEDULER_ENV) or None
+
+
+@contextlib.contextmanager
+def dask_executor(address: str, timeout: float = 10.0):
+    """A ``concurrent.futures`` executor over the Dask cluster whose scheduler is at ``address``
+    (``tcp://HOST:8786``): each run is a task (``pure=False``) on some worker; the run directories must
+    be on storage the workers and this process share. The client is closed on exit, the cluster left as
+    it was. An unreachable scheduler, or Dask not installed, is a one-line ``ValueError`` at once.
+
+    Dask itself reschedules a task whose worker died (up to the scheduler's ``allowed-failures``) before
+    reporting ``KilledWorker``; the runner then retries the run once more, from its checkpoint.
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError(
+            f"--scheduler {address}: needs Dask's distributed (pip install 'information-dropout[cluster]')"
+        ) from None
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ValueError(f"--scheduler {address}: cannot reach the Dask scheduler ({_one_line(err)})") from None
+    try:
+        yield client.get_executor(pure=False)
+    finally:
+        client.close()
 
 
 class _InProcess(cf.Executor):
