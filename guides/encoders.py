@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import GaussianLatent, InformationDropout, check_kind, noisy_conv2d, noisy_linear
+from .layers import KINDS, GaussianLatent, InformationDropout, check_kind, noisy_conv2d, noisy_linear
 
 LATENTS = ("gaussian", "information")
+#: Kinds of noise of the fully-connected encoder: those of every noisy layer, and Deep VIB's.
+MLP_KINDS = (*KINDS, "vib")
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1):
@@ -33,11 +35,14 @@ class MLPEncoder(nn.Module):
     """Fully-connected layers, each a noisy layer: ``x (B, ...) -> z_1 -> ... -> z_L (B, hidden[-1])``.
 
     The MNIST experiments of the paper: three hidden layers of variable width, noise after each.
-    Sites are named ``z1 ... zL``.
+    Sites are named ``z1 ... zL``. ``dropout="vib"`` is the Deep Variational Information Bottleneck
+    (Alemi et al. 2017) in the same network: deterministic layers, the last one a Gaussian latent
+    ``z_L ~ Normal(loc(h), softplus(scale_head(h)))`` (the site ``zL``; its natural prior is N(0, 1)),
+    read by the head like any other representation.
 
     :param int in_features: flattened input size (784 for MNIST).
     :param hidden: widths of the hidden layers.
-    :param str dropout: kind of noise, one of :data:`~infodropout.guides.layers.KINDS`.
+    :param str dropout: kind of noise, one of :data:`MLP_KINDS`.
     :param str activation: ``"relu"`` or ``"softplus"``.
     :param float p: drop probability for binary and Gaussian dropout.
     :param float alpha_max: range of alpha for information dropout.
@@ -54,7 +59,8 @@ class MLPEncoder(nn.Module):
         alpha_max: float = 0.7,
     ):
         super().__init__()
-        check_kind(dropout)
+        if dropout not in MLP_KINDS:
+            raise ValueError(f"dropout={dropout!r}: expected one of {MLP_KINDS}")
         hidden = tuple(int(h) for h in hidden)
         if not hidden:
             raise ValueError("hidden=(): expected at least one hidden layer width")
@@ -62,7 +68,11 @@ class MLPEncoder(nn.Module):
         widths = (in_features, *hidden)
         self.layers = nn.ModuleList()
         for i in range(len(hidden)):
-            layer = noisy_linear(dropout, widths[i], widths[i + 1], activation, p, alpha_min, alpha_max)
+            if dropout == "vib" and i == len(hidden) - 1:
+                layer = GaussianLatent.linear(widths[i], widths[i + 1])
+            else:
+                kind = "none" if dropout == "vib" else dropout
+                layer = noisy_linear(kind, widths[i], widths[i + 1], activation, p, alpha_min, alpha_max)
             layer.name = f"z{i + 1}"
             self.layers.append(layer)
         self.out_features = hidden[-1]
