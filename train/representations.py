@@ -186,7 +186,8 @@ class Encoding:
     parameters in ``space`` (``log z`` for a log-normal latent, ``z`` for a Gaussian), where it is
     ``Normal(loc, scale**2)`` elementwise, and ``sample (N, D)`` one draw from it. ``kl (N, D)`` holds
     the KL divergence of each dimension against the prior (exact for factorised priors; marginal for
-    a correlated one, see :func:`kl_divergences`), ``kl_joint (N,)`` the site's exact KL.
+    a correlated one, see :func:`kl_divergences`), ``kl_joint (N,)`` the site's KL; ``kl_analytic`` says
+    whether they are analytic or Monte Carlo estimates (a plug-in prior without a registered KL).
     """
 
     representation: np.ndarray
@@ -199,6 +200,7 @@ class Encoding:
     kl: np.ndarray | None = None
     kl_joint: np.ndarray | None = None
     kl_exact: bool | None = None
+    kl_analytic: bool | None = None
 
     @property
     def space(self) -> str:
@@ -221,24 +223,35 @@ def _batches(x, batch_size: int) -> Iterable[torch.Tensor]:
             yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _elementwise_kl(ib, site: str, q, latent: str) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Per-dimension KL ``(B, ...)`` against the site's prior, the exact joint KL ``(B,)`` and whether the
-    per-dimension terms are exact (factorised prior) or marginal (correlated prior)."""
+#: Samples of the Monte Carlo KL where no analytic KL is registered (a plug-in prior).
+KL_SAMPLES = 256
+
+
+def _kl(q, p) -> tuple[torch.Tensor, bool]:
+    """``KL(q || p)``, analytic where registered, else ``E_q[log q(z) - log p(z)]`` over :data:`KL_SAMPLES`
+    draws; and whether it was analytic."""
+    try:
+        return kl_divergence(q, p), True
+    except NotImplementedError:
+        z = q.rsample(torch.Size((KL_SAMPLES,))) if q.has_rsample else q.sample(torch.Size((KL_SAMPLES,)))
+        return (q.log_prob(z) - p.log_prob(z)).mean(0), False
+
+
+def _elementwise_kl(ib, site: str, q, latent: str) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
+    """Per-dimension KL ``(B, ...)`` against the site's prior, the site's KL ``(B,)``, whether the
+    per-dimension terms are exact (factorised prior) or marginal (correlated prior), and whether both
+    are analytic (else Monte Carlo)."""
     batch, event = q.batch_shape[:1], q.batch_shape[1:]
     prior = ib.model.prior(site, batch, event)
-    joint = kl_divergence(Independent(q, len(event)), prior)  # (B,)
-    if isinstance(prior, Independent):
-        try:
-            return kl_divergence(q, prior.base_dist), joint, True
-        except NotImplementedError as err:
-            raise ValueError(
-                f"site {site!r}: no elementwise KL between {type(q).__name__} and {type(prior.base_dist).__name__}"
-            ) from err
+    joint, analytic = _kl(Independent(q, len(event)), prior)  # (B,)
+    if isinstance(prior, Independent) and prior.base_dist.batch_shape == q.batch_shape:
+        per_dim, analytic_d = _kl(q, prior.base_dist)
+        return per_dim, joint, True, analytic and analytic_d
     if isinstance(prior, MultivariateLogNormal) and latent == "log-normal":
         mvn = prior.base_dist  # Normal on log z with covariance Sigma: its marginals are Normal(loc_d, Sigma_dd)
         marginal = Normal(mvn.loc, mvn.variance.sqrt())
-        return kl_divergence(Normal(q.log_base(LOG_BASE_FLOOR), q.scale), marginal), joint, False
-    raise ValueError(f"site {site!r}: no per-dimension KL against a {type(prior).__name__} prior")
+        return kl_divergence(Normal(q.log_base(LOG_BASE_FLOOR), q.scale), marginal), joint, False, analytic
+    raise ValueError(f"site {site!r}: no per-dimension KL against a {type(prior).__name__} prior (not factorised)")
 
 
 def encode(
@@ -249,7 +262,7 @@ def encode(
     site: str | None = None,
     batch_size: int = 500,
     generator: torch.Generator | None = None,
-    kl: bool = True,
+    kl: bool = False,
 ) -> Encoding:
     """Encode ``x`` (a tensor ``(N, ...)`` or an iterable of batches, or of ``(x, y)`` pairs) in batches:
     the :class:`Encoding` of its points (representation as ``kind``, posterior parameters, one posterior
@@ -259,7 +272,7 @@ def encode(
     latent = latent_type(layer)
     read = KINDS[kind].of[latent]
     parts: dict[str, list] = {"rep": [], "loc": [], "scale": [], "sample": [], "kl": [], "joint": []}
-    exact = None
+    exact = analytic = None
     with evaluating(ib):
         for batch in _batches(x, batch_size):
             q = _site_distribution(ib, _to_model(ib, batch), layer)
@@ -268,14 +281,24 @@ def encode(
             for key, value in (("rep", read(q)), ("loc", loc), ("scale", scale), ("sample", loc + scale * eps)):
                 parts[key].append(value.flatten(1).double().cpu().numpy())
             if kl:
-                per_dim, joint, exact = _elementwise_kl(ib, site, q, latent)
+                per_dim, joint, exact, analytic = _elementwise_kl(ib, site, q, latent)
                 parts["kl"].append(per_dim.flatten(1).double().cpu().numpy())
                 parts["joint"].append(joint.double().cpu().numpy())
     if not parts["rep"]:
         raise ValueError("x: no points to encode")
     cat = {key: np.concatenate(value) if value else None for key, value in parts.items()}
     return Encoding(
-        cat["rep"], cat["loc"], cat["scale"], cat["sample"], kind, site, latent, cat["kl"], cat["joint"], exact
+        cat["rep"],
+        cat["loc"],
+        cat["scale"],
+        cat["sample"],
+        kind,
+        site,
+        latent,
+        cat["kl"],
+        cat["joint"],
+        exact,
+        analytic,
     )
 
 
@@ -288,13 +311,14 @@ def kl_divergences(ib, x, *, site: str | None = None, batch_size: int = 500) -> 
     For a factorised prior (log-uniform, log-normal, factorised, standard normal) these are the terms
     of the site's KL, exactly (``exact`` is True and ``kl.sum(1) == kl_joint``). For a correlated prior
     ``p(log z) = N(mu, Sigma)`` the dimensions do not separate; ``kl[n, d]`` is then the KL against the
-    prior's marginal ``N(mu_d, Sigma_dd)`` of ``log z_d`` (``exact`` is False): its sum over d differs
-    from the joint KL by ``E_q[sum_d log p_d(z_d) - log p(z)]``, which is reported as the difference of
-    ``kl_sum`` and ``kl_total``.
+    prior's marginal ``N(mu_d, Sigma_dd)`` of ``log z_d`` (``exact`` is False), and
+    ``kl_sum - kl_total = E_q[log p(z) - sum_d log p_d(z_d)]`` (either sign). A prior without a
+    registered KL (a plug-in) gets Monte Carlo estimates from :data:`KL_SAMPLES` draws (``analytic``
+    is False).
 
-    :returns: ``kl (N, D)``, ``kl_joint (N,)``, ``exact`` and, from
+    :returns: ``kl (N, D)``, ``kl_joint (N,)``, ``exact``, ``analytic`` and, from
         :func:`infodropout.train.metrics.kl_per_dimension`, ``kl_per_dim (D,)``, ``kl_per_dim_se``,
-        ``kl_sum``, ``order``; also ``kl_total`` (the mean exact KL of the site), ``site``.
+        ``kl_sum``, ``order``; also ``kl_total`` (the mean KL of the site), ``site``.
     """
     enc = encode(ib, x, site=site, batch_size=batch_size, kl=True)
     return summarise_kl(enc)
@@ -305,20 +329,19 @@ def summarise_kl(enc: Encoding) -> dict:
     if enc.kl is None:
         raise ValueError("encoding: computed without kl=True")
     out = m.kl_per_dimension(enc.kl)
-    out.update(kl=enc.kl, kl_joint=enc.kl_joint, exact=bool(enc.kl_exact))
+    out.update(kl=enc.kl, kl_joint=enc.kl_joint, exact=bool(enc.kl_exact), analytic=bool(enc.kl_analytic))
     out.update(kl_total=float(enc.kl_joint.mean()), site=enc.site)
     return out
 
 
-def _improper_sites(ib, x: torch.Tensor) -> list[str]:
-    layout = ib._shared.layout(x)
-    bad = []
-    for site, event_shape in layout.sites:
-        prior = ib.model.prior(site, torch.Size((1,)), event_shape)
-        base = prior.base_dist if isinstance(prior, Independent) else prior
-        if isinstance(base, LogUniform):
-            bad.append(site)
-    return bad
+def _improper_site(model_trace) -> str | None:
+    """The first latent site of a model trace whose prior is log-uniform (improper), or None."""
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+            fn = site["fn"]
+            if isinstance(fn.base_dist if isinstance(fn, Independent) else fn, LogUniform):
+                return name
+    return None
 
 
 def log_importance_weights(
@@ -342,9 +365,6 @@ def log_importance_weights(
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples={num_samples!r}: expected a positive integer")
     x = _to_model(ib, x)
-    improper = _improper_sites(ib, x)
-    if improper:
-        raise ValueError(f"log importance weights: the prior at site {improper[0]!r} is log-uniform (improper)")
     b = len(x)
     per_chunk = max(1, chunk_size // max(b, 1))
     out = []
@@ -361,6 +381,9 @@ def log_importance_weights(
             xr = x.repeat(k, *([1] * (x.dim() - 1)))  # (k B, ...): sample-major
             guide_trace = poutine.trace(ib.guide).get_trace(xr)
             model_trace = poutine.trace(poutine.replay(ib.model, trace=guide_trace)).get_trace(xr)
+            improper = _improper_site(model_trace)
+            if improper is not None:
+                raise ValueError(f"log importance weights: the prior at site {improper!r} is log-uniform (improper)")
             log_w = torch.zeros(k * b, dtype=torch.float64, device=x.device)
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample" or site_is_subsample(site):
@@ -397,7 +420,7 @@ def sample_encoded(
     site: str | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 256,
-    kl: bool = True,
+    kl: bool = False,
 ) -> tuple[Encoding, np.ndarray]:
     """``num_points`` factor combinations drawn uniformly (``data.sample_factors``), rendered and encoded
     in batches: their :class:`Encoding` and factor classes ``(N, K)``."""
@@ -537,7 +560,14 @@ def evaluate(
     if needs_pool:
         say(f"encoding {pool_size} points")
         enc, classes = sample_encoded(
-            ib, data, pool_size, kind=kind, site=site, generator=generator, batch_size=batch_size
+            ib,
+            data,
+            pool_size,
+            kind=kind,
+            site=site,
+            generator=generator,
+            batch_size=batch_size,
+            kl="kl-per-dim" in names,
         )
         out["representation"], out["num_points"] = enc.record(), len(enc)
     else:
@@ -545,10 +575,14 @@ def evaluate(
         out["representation"] = {"kind": resolve_kind(ib, kind, site_name), "site": site_name}
     context = _Context(ib, data, enc, classes, sets, s, kind, site, seed, batch_size)
     context.factor_vae, context.num_data = factor_vae, len(data) if num_data is None else int(num_data)
+    kind_used = out["representation"]["kind"]
     for name in names:
         say(f"computing {name}")
         start = time.perf_counter()
-        results[name] = _COMPUTE[name](context)
+        result = _COMPUTE[name](context)
+        for part in result.values() if m.METRICS[name].per_factor_set else (result,):
+            part["representation"] = kind_used  # every result says which representation it measured
+        results[name] = result
         seconds[name] = time.perf_counter() - start
     out["metrics"], out["seconds"] = results, seconds
     return out

@@ -65,8 +65,9 @@ def total_correlation(
     (and the same per dimension for ``q(z_id)``). MSS, minibatch-stratified sampling, weighs the
     sample's own posterior by its true share 1/N and the M - 1 other points, a uniform sample of the
     rest of the data, equally: an unbiased estimate of ``q(z_i)`` for any M, exact for M = N.
-    beta-TCVAE's code gives one of the others the weight ``(N - M) / (N M)`` and the rest ``1 / M``
-    (the same total ``(N - 1) / N``, so the same expectation). MWS, minibatch-weighted sampling, treats
+    beta-TCVAE's code gives one of the others the weight ``(N - M + 1) / (N (M - 1))`` and the other
+    M - 2 the weight ``1 / (M - 1)`` (the same total ``(N - 1) / N``, so the same expectation, with a
+    larger variance). MWS, minibatch-weighted sampling, treats
     the M points as an i.i.d. sample of the data including the sample's own; Chen et al. subtract
     ``log(N M)`` instead of ``log M``, a bound that is loose by ``log N`` per density and so adds
     ``(D - 1) log N`` to the TC, harmless in a training loss but not in a measurement: it is not used

@@ -8,7 +8,7 @@ import pytest
 from infodropout.train.metrics import dci, dci_scores, restrict_dci
 
 STACKED = 1 - math.log(2) / math.log(10)  # a factor spread equally over two of ten codes
-SMALL = dict(n_estimators=20, test_fraction=0.4)
+SMALL = dict(n_estimators=10, test_fraction=0.4)
 
 
 def identity_factors(n: int, num_factors: int = 4, num_classes: int = 4, seed: int = 0) -> np.ndarray:
