@@ -10,6 +10,8 @@ from .run import Trainer, create_run_dir
 def _dataset(data_dir) -> str:
     try:
         datalib.get_dataset("mnist", data_dir)
+    except datalib.DataDirNotFoundError:
+        raise  # a --data-dir that is not there is a mistake to report, not a reason to use other data
     except datalib.DataNotFoundError as err:
         print(f"MNIST not found ({err}); using scikit-learn's bundled 8x8 digits instead")
         return "digits"

@@ -6,7 +6,8 @@
 - :class:`DeviceLoader`, :class:`RandomCrop`, :class:`RandomHorizontalFlip`: minibatches and
   augmentation as device ops;
 - :func:`search_dirs`, :func:`cache_dir`, :class:`DataNotFoundError`, :class:`DataCorruptError`:
-  where data are looked for and what a missing or damaged file raises.
+  where data are looked for and what a missing or damaged file raises; :func:`data_roots`: where a
+  set's files were found (what a run records).
 """
 
 from .arrays import ArrayDataset, SplitPair, TensorImageDataset, channel_stats, to_float
@@ -18,21 +19,25 @@ from .loader import Compose, DeviceLoader, RandomCrop, RandomHorizontalFlip
 from .occluded import make_occluded
 from .paths import (
     DataCorruptError,
+    DataDirNotFoundError,
     DataNotFoundError,
     add_data_dir_argument,
     cache_dir,
+    check_data_dir,
     search_dirs,
 )
-from .registry import DATASETS, get_dataset
+from .registry import DATASETS, MIRROR_INVARIANT, data_roots, get_dataset
 
 __all__ = [
     "CIFAR10_CLASSES",
     "DATASETS",
+    "MIRROR_INVARIANT",
     "ArrayDataset",
     "Compose",
     "DSprites",
     "DSpritesLoader",
     "DataCorruptError",
+    "DataDirNotFoundError",
     "DataNotFoundError",
     "DeviceLoader",
     "RandomCrop",
@@ -43,6 +48,8 @@ __all__ = [
     "add_data_dir_argument",
     "cache_dir",
     "channel_stats",
+    "check_data_dir",
+    "data_roots",
     "get_dataset",
     "load_cifar10",
     "load_dsprites",

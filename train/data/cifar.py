@@ -39,6 +39,7 @@ from .paths import (
     DataCorruptError,
     DataNotFoundError,
     cache_dir,
+    check_data_dir,
     file_digest,
     load_arrays,
     save_arrays,
@@ -150,6 +151,7 @@ class JpegMember(NamedTuple):
 def list_jpeg_members(path: Path, tar_bytes: bytes) -> dict[str, list[JpegMember]]:
     """The ``{train,test}/<class>/*.jpg`` members per split, sorted by (label, name); other members
     are skipped. A damaged archive or a class folder CIFAR-10 lacks raises :class:`DataCorruptError`."""
+    # Not torchvision.datasets.ImageFolder: it needs the archive extracted to disk and names no damaged member.
     members: dict[str, list[JpegMember]] = {"train": [], "test": []}
     try:
         with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
@@ -272,7 +274,11 @@ def load_cifar10(
     :param download: when no source is found, fetch the original batches with torchvision into
         :func:`cache_dir` first (needs a network).
     :param cache: where decoded JPEG archives are cached (default :func:`cache_dir`).
+
+    Without ``download``, a ``data_dir`` that does not exist is an error (:func:`check_data_dir`).
     """
+    if not download:
+        check_data_dir(data_dir, "CIFAR-10")
     try:
         kind, path = find_cifar10(data_dir)
     except DataNotFoundError:

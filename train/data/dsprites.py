@@ -50,6 +50,7 @@ from .paths import (
     DataNotFoundError,
     cache_dir,
     candidate_dirs,
+    check_data_dir,
     file_digest,
     load_arrays,
     save_arrays,
@@ -343,6 +344,7 @@ def load_dsprites(
         raise ValueError(f"source must be 'auto', 'file' or 'render', got {source!r}")
     if source == "render":
         return DSprites(device)
+    check_data_dir(data_dir, "dSprites")  # a --data-dir that is not there is an error, not a reason to render
     try:
         path = find_dsprites_npz(data_dir)
     except DataNotFoundError:

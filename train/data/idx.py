@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .paths import DataCorruptError, DataNotFoundError, cache_dir, candidate_dirs, search_dirs
+from .paths import DataCorruptError, DataNotFoundError, cache_dir, candidate_dirs, check_data_dir, search_dirs
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -70,6 +70,8 @@ class Splits(NamedTuple):
 
 def read_file_bytes(path: Path) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic ``1f 8b``."""
+    # Not torchvision.datasets.MNIST: it reads only uncompressed files in its own MNIST/raw layout and checks
+    # them with asserts, so a gzipped file, another layout or a damaged file would not get a one-line error.
     data = path.read_bytes()
     if data[:2] != b"\x1f\x8b":
         return data
@@ -149,7 +151,10 @@ def load_idx_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, 
     :param name: ``"mnist"`` or ``"fashion-mnist"``.
     :param data_dir: searched first (see :func:`search_dirs`).
     :param download: when the files are nowhere, fetch them with torchvision into the cache first.
+        Without it, a ``data_dir`` that does not exist is an error (:func:`check_data_dir`).
     """
+    if not download:
+        check_data_dir(data_dir, TITLES[name])
     try:
         files = find_idx_files(name, data_dir)
     except DataNotFoundError:

@@ -2,7 +2,8 @@
 
 A data set is looked for, in order, in
 
-1. the directory given explicitly (the command line's ``--data-dir``),
+1. the directory given explicitly (the command line's ``--data-dir``; several may be joined with
+   ``os.pathsep``), each of which must exist (:func:`check_data_dir`),
 2. ``$INFODROPOUT_DATA`` (several directories may be joined with ``os.pathsep``),
 3. the per-user cache :func:`cache_dir` (where optional downloads and decoded arrays live).
 
@@ -49,6 +50,20 @@ class DataNotFoundError(FileNotFoundError):
         super().__init__(message)
 
 
+class DataDirNotFoundError(DataNotFoundError):
+    """A data directory given explicitly (``--data-dir``) does not exist: one line naming it.
+
+    :param what: the data set looked for, e.g. ``"MNIST"``.
+    :param path: the directory that is not there.
+    """
+
+    def __init__(self, what: str, path: Path):
+        self.what, self.files, self.dirs = what, (), (Path(path),)
+        FileNotFoundError.__init__(
+            self, f"{what} not found: the data directory {path} given by {DATA_DIR_FLAG} does not exist"
+        )
+
+
 class DataCorruptError(ValueError):
     """A data file exists but cannot be read as what it claims to be; the one-line message names it.
 
@@ -73,12 +88,26 @@ def cache_dir() -> Path:
     return base / "infodropout"
 
 
+def explicit_dirs(data_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """The directories ``data_dir`` names (one, or several joined with ``os.pathsep``)."""
+    if data_dir is None:
+        return []
+    return [Path(p).expanduser() for p in os.fspath(data_dir).split(os.pathsep) if p]
+
+
+def check_data_dir(data_dir: str | os.PathLike[str] | None, what: str) -> None:
+    """Raise :class:`DataDirNotFoundError` when a directory given explicitly does not exist (it would
+    otherwise be skipped in silence, and the data taken from ``$INFODROPOUT_DATA`` instead)."""
+    for path in explicit_dirs(data_dir):
+        if not path.is_dir():
+            raise DataDirNotFoundError(what, path)
+
+
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The directories a data set is looked for in, in order and without repeats: ``data_dir``,
-    each entry of ``$INFODROPOUT_DATA``, then :func:`cache_dir`. Directories need not exist."""
-    candidates: list[Path] = []
-    if data_dir is not None:
-        candidates.append(Path(data_dir).expanduser())
+    """The directories a data set is looked for in, in order and without repeats: ``data_dir``
+    (one, or several joined with ``os.pathsep``), each entry of ``$INFODROPOUT_DATA``, then
+    :func:`cache_dir`. Directories need not exist (:func:`check_data_dir` checks ``data_dir``)."""
+    candidates: list[Path] = explicit_dirs(data_dir)
     env = os.environ.get(DATA_ENV, "")
     candidates.extend(Path(p).expanduser() for p in env.split(os.pathsep) if p)
     candidates.append(cache_dir())
@@ -99,6 +128,17 @@ def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"directory holding the data sets (searched before ${DATA_ENV} and the user cache)",
     )
+
+
+def root_of(path: Path, data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The search directory (see :func:`search_dirs`) that ``path`` was found under, absolute; the
+    directory of ``path`` itself when it lies under none of them (a system directory)."""
+    path = Path(path).absolute()
+    for root in search_dirs(data_dir):
+        root = root.absolute()
+        if path.is_relative_to(root):
+            return root
+    return path.parent
 
 
 def candidate_dirs(roots: Iterable[Path], layouts: Sequence[str]) -> list[Path]:

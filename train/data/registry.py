@@ -31,13 +31,17 @@ import torch
 from torch import Tensor
 
 from .arrays import ArrayDataset, SplitPair, channel_stats
-from .cifar import CIFAR10_CLASSES, load_cifar10
+from .cifar import CIFAR10_CLASSES, find_cifar10, load_cifar10
 from .cluttered import make_cluttered
-from .idx import Splits, load_idx_dataset
+from .idx import Splits, find_idx_files, load_idx_dataset
 from .loader import mixed_seed
 from .occluded import make_occluded
+from .paths import root_of
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "digits", "cluttered-mnist", "occluded-cifar")
+#: The data sets whose classes do not change under a left-right mirror (horizontal flips augment them).
+#: Digits are not (a mirrored 2 or 7 is no digit), nor is Occluded CIFAR (its occluding digit is the nuisance).
+MIRROR_INVARIANT = frozenset({"cifar10"})
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 FASHION_CLASSES = (
@@ -230,6 +234,27 @@ BUILDERS: dict[str, Callable[..., ArrayDataset]] = {
     "cluttered-mnist": build_cluttered,
     "occluded-cifar": build_occluded,
 }
+
+
+def data_roots(name: str, data_dir: PathLike = None) -> list[Path]:
+    """The search directories (absolute, see :func:`~.paths.search_dirs`) that the files of data set
+    ``name`` are read from, as :func:`get_dataset` finds them: one, two for a set made from two others
+    found in different places (Occluded CIFAR), none for a set bundled with a package (``digits``)."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)}")
+    sources = {"cluttered-mnist": ("mnist",), "occluded-cifar": ("cifar10", "mnist")}.get(name, (name,))
+    roots: list[Path] = []
+    for source in sources:
+        if source in ("mnist", "fashion-mnist"):
+            found = find_idx_files(source, data_dir)["x_train"]
+        elif source == "cifar10":
+            found = find_cifar10(data_dir)[1]
+        else:
+            continue
+        root = root_of(found, data_dir)
+        if root not in roots:
+            roots.append(root)
+    return roots
 
 
 def get_dataset(
