@@ -232,13 +232,29 @@ def check_targets(result: dict, device_type: str) -> list[dict]:
     return checks
 
 
-def run_bench(device: str = "auto", out: Path | None = None, models=None, repeats: int | None = None) -> dict:
-    """Benchmark every model in ``models`` (default: all) and write ``out/bench.json``."""
+def check_bench_out(out: Path, overwrite: bool = False) -> Path:
+    """``out/bench.json``, where a benchmark may write: ``out`` is a directory or not there yet, and an
+    existing ``bench.json`` is replaced only with ``overwrite`` (one-line errors, before any timing)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a directory for bench.json")
+    path = out / "bench.json"
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists (an earlier benchmark): choose another --out or pass --overwrite")
+    return path
+
+
+def run_bench(
+    device: str = "auto", out: Path | None = None, models=None, repeats: int | None = None, overwrite: bool = False
+) -> dict:
+    """Benchmark every model in ``models`` (default: all) and write ``out/bench.json`` (an existing one only
+    with ``overwrite``)."""
     dev = resolve_device(device)
     models = list(models or MODELS)
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(f"models={unknown}: expected names from {tuple(MODELS)}")
+    target = None if out is None else check_bench_out(out, overwrite)
     result = {"device": str(dev), "device_name": _device_name(dev), "versions": package_versions(), "models": {}}
     for name in models:
         reps = repeats or (50 if dev.type == "cuda" else (21 if name == "mlp" else 6))  # rotations of 3 (CPU)
@@ -251,11 +267,10 @@ def run_bench(device: str = "auto", out: Path | None = None, models=None, repeat
     result["targets"] = check_targets(result, dev.type)
     for c in result["targets"]:
         print(f"target {c['figure']}: {c['value']:,.3f} ({c['target']}) {'met' if c['met'] else 'MISSED'}")
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "bench.json", result)
-        print(f"wrote {out / 'bench.json'}")
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_json(target, result)
+        print(f"wrote {target}")
     return result
 
 

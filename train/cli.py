@@ -7,7 +7,7 @@ from pathlib import Path
 
 from infodropout.guides.layers import ACTIVATIONS, KINDS
 from infodropout.models.likelihoods import LIKELIHOODS
-from infodropout.models.priors import PRIORS
+from infodropout.models.priors import KL_CONVENTIONS, PRIORS
 
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
@@ -39,7 +39,24 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="a .json or .toml file of options (applied before the flags)")
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--dropout", choices=KINDS, help="kind of noise in the noisy layers")
-    p.add_argument("--prior", choices=PRIORS)
+    # not choices=: a plugin (--plugin) may register more priors; the config checks the name against the registry
+    p.add_argument(
+        "--prior", metavar="NAME", help=f"a registered prior: {', '.join(PRIORS)}, or one a --plugin registers"
+    )
+    p.add_argument(
+        "--kl-convention",
+        choices=KL_CONVENTIONS,
+        dest="kl_convention",
+        help="log-uniform prior: 'exact' KL (units that are off cost nothing, default) or 'authors' (every unit "
+        "is charged -log(alpha / (alpha_min + alpha_max)), as the authors' code)",
+    )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        dest="plugins",
+        metavar="MODULE_OR_FILE",
+        help="import a module or .py file first (e.g. one that calls register_prior); repeatable; recorded in the run",
+    )
     p.add_argument("--beta", type=_number, help="KL weight per example (Eq. 2); >= 0")
     p.add_argument("--beta-warmup-epochs", type=_number, dest="beta_warmup_epochs")
     p.add_argument("--epochs", type=_positive_int)
@@ -69,9 +86,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 _OVERRIDES = (
-    "dataset dropout prior beta beta_warmup_epochs epochs width hidden activation alpha_max latent likelihood "
-    "z_dim batch_size optimizer lr weight_decay schedule milestones augment num_train num_test seed device "
-    "precision cuda_graph channels_last data_dir"
+    "dataset dropout prior kl_convention beta beta_warmup_epochs epochs width hidden activation alpha_max latent "
+    "likelihood z_dim batch_size optimizer lr weight_decay schedule milestones augment num_train num_test seed "
+    "device precision cuda_graph channels_last data_dir plugins"
 ).split()
 
 
@@ -83,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sub.add_parser("train", help="train a preset into a new run directory"))
     p = sub.add_parser("eval", help="evaluate the checkpoint of a run on its test set")
     p.add_argument("run_dir", type=Path)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/eval.json")
     p = sub.add_parser("resume", help="continue an interrupted run to its last epoch")
     p.add_argument("run_dir", type=Path)
     p = sub.add_parser("bench", help="time the project's step against hand-written PyTorch and stock SVI")
@@ -90,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory for bench.json")
     p.add_argument("--models", nargs="+", default=None, help="subset of: mlp, allcnn32")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed steps per variant")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bench.json")
     p = sub.add_parser("demo", help="information vs binary dropout on MNIST (or scikit-learn digits)")
     p.add_argument("--epochs", type=_positive_int, default=3)
     add_data_dir_argument(p)
@@ -117,7 +136,18 @@ def _resume(args) -> int:
     from .run import Trainer
 
     trainer = Trainer.from_run_dir(args.run_dir)
-    print(f"resuming {args.run_dir} at epoch {trainer.epoch + 1} of {trainer.config.epochs}")
+    epochs = trainer.config.epochs
+    metrics = Path(args.run_dir) / "metrics.json"
+    if trainer.complete and metrics.is_file():  # nothing to train: report, rewrite nothing
+        print(
+            f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); its final metrics ({metrics}):"
+        )
+        print(metrics.read_text(), end="")
+        return 0
+    if trainer.complete:
+        print(f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); writing its metrics.json")
+    else:
+        print(f"resuming {args.run_dir} at epoch {trainer.epoch + 1} of {epochs}")
     final = trainer.fit()
     print(json.dumps(final, indent=2, sort_keys=True))
     return 0
@@ -127,9 +157,12 @@ def _eval(args) -> int:
     from .checkpoint import write_json
     from .run import Trainer
 
+    path = Path(args.run_dir) / "eval.json"
+    if path.exists() and not args.overwrite:  # before the (long) evaluation
+        raise FileExistsError(f"{path} exists (an earlier evaluation): pass --overwrite to replace it")
     trainer = Trainer.from_run_dir(args.run_dir)
     result = {"epoch": trainer.epoch, **trainer.evaluate()}
-    write_json(Path(args.run_dir) / "eval.json", result)
+    write_json(path, result)
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
@@ -137,7 +170,7 @@ def _eval(args) -> int:
 def _bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.device, args.out, models=args.models, repeats=args.repeats)
+    run_bench(args.device, args.out, models=args.models, repeats=args.repeats, overwrite=args.overwrite)
     return 0
 
 

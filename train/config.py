@@ -6,16 +6,30 @@ each preset states the authors' value it reproduces.
 """
 
 import dataclasses
+import hashlib
+import importlib
+import importlib.util
 import json
+import math
+import numbers
+import os
+import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 from infodropout.guides.encoders import LATENTS
-from infodropout.guides.layers import ACTIVATIONS, KINDS
+from infodropout.guides.layers import ACTIVATIONS, KINDS, GaussianLatent, InformationDropout
 from infodropout.models.likelihoods import LIKELIHOODS
-from infodropout.models.priors import PRIORS
+from infodropout.models.priors import KL_CONVENTIONS, PRIORS, priors_for
 from infodropout.models.zoo import ARCHITECTURES
 
 from .data import DATASETS as ARRAY_DATASETS
@@ -37,6 +51,7 @@ class TrainConfig:
     # noise and priors
     dropout: str = "information"
     prior: str | None = None  # None: the paper's default per layer (ReLU: log-uniform, softplus: log-normal)
+    kl_convention: str = "exact"  # log-uniform prior: "exact" KL (off units free) or "authors" (every unit charged)
     beta: float = 1e-4  # per example (Eq. 2)
     beta_warmup_epochs: float = 0.0
     activation: str = "relu"
@@ -75,16 +90,29 @@ class TrainConfig:
     channels_last: bool = False
     cuda_graph: bool = True
     log_every: int = 100  # steps between reads of the device-side accumulators
+    plugins: list[str] = field(default_factory=list)  # modules or .py files imported first (user priors)
 
     def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` (one line, naming the field and the valid values) on a bad value."""
+        """Normalise the values in place, then raise ``ValueError`` (one line, naming the field, what it
+        expects and the value given) on a bad one.
+
+        Normalising makes what is saved compare equal to what is loaded: tuples become lists, NumPy
+        scalars Python numbers, integers given for float fields floats, a path a string, a plugin file
+        an absolute path. Every field is checked against its type (numbers finite), then its range.
+        """
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _typed(f.name, getattr(self, f.name), _FIELD_TYPES[f.name]))
+        self.plugins = import_plugins(self.plugins)
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHITECTURES)
         _choice("dropout", self.dropout, KINDS)
         if self.prior is not None:
             _choice("prior", self.prior, PRIORS)
+        _choice("kl_convention", self.kl_convention, KL_CONVENTIONS)
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("latent", self.latent, LATENTS)
+        if self.prior is not None:
+            self._check_prior_pairing()
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
@@ -103,6 +131,7 @@ class TrainConfig:
         _at_least("log_every", self.log_every, 1, integer=True)
         _at_least("recalibrate_batches", self.recalibrate_batches, 0, integer=True)
         _at_least("eval_samples", self.eval_samples, 0, integer=True)
+        _positive("gamma", self.gamma)
         if not self.hidden or any(not (isinstance(h, int) and h > 0) for h in self.hidden):
             raise ValueError(f"hidden={self.hidden}: expected one or more positive integer widths")
         if not 0 <= self.p < 1:
@@ -115,13 +144,38 @@ class TrainConfig:
                 _at_least(name, value, 1, integer=True)
         if any(not (isinstance(m, int) and m > 0) for m in self.milestones):
             raise ValueError(f"milestones={self.milestones}: expected positive epoch numbers")
+        if self.num_train is not None and self.num_train < self.batch_size:
+            raise ValueError(zero_steps_message(self.num_train, self.batch_size))
         return self
+
+    def _check_prior_pairing(self) -> None:
+        """The prior against the kind of latent layer this configuration builds (before any data is loaded)."""
+        if self.arch in ("vae", "conv-vae"):
+            layer = GaussianLatent.linear(1, 1) if self.latent == "gaussian" else None
+            layer = layer or InformationDropout.linear(1, 1, activation="softplus")
+            what = f"latent={self.latent!r}"
+        elif self.dropout == "information" and self.activation in ACTIVATIONS:
+            layer = InformationDropout.linear(1, 1, activation=self.activation)
+            what = f"activation={self.activation!r}"
+        else:
+            return
+        accepted = priors_for(layer)
+        if self.prior not in accepted:
+            why = ""
+            if isinstance(layer, InformationDropout) and layer.activation == "relu":
+                why = (
+                    "; a ReLU unit that is off (z = 0) has an infinite KL against a prior without a point mass at 0: "
+                    "use --activation softplus with this prior"
+                )
+            raise ValueError(f"prior={self.prior!r} with {what}: expected one of {', '.join(accepted)}{why}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, where: str = "config") -> "TrainConfig":
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: expected a table of options, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -129,21 +183,124 @@ class TrainConfig:
         return cls(**values)
 
 
+#: The type of every field (the dataclass annotations, resolved).
+_FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def zero_steps_message(num_train: int, batch_size: int) -> str:
+    """Why a run with fewer training examples than one batch is refused (the short batch is dropped)."""
+    return (
+        f"num_train={num_train} and batch_size={batch_size}: an epoch would take 0 optimisation steps "
+        f"(every batch is full; the last short one is dropped): use --batch-size {num_train} or less, or more examples"
+    )
+
+
+def _describe(tp) -> str:
+    """What a field of type ``tp`` expects, in words."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    if typing.get_origin(tp) is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    return {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[tp]
+
+
+def _typed(name: str, value, tp):
+    """``value`` as the type ``tp`` of field ``name`` (normalised), else a one-line ``ValueError`` naming
+    the field, the type it expects and the value given."""
+    converted = _convert(value, tp)
+    if converted is _INVALID:
+        raise ValueError(f"{name}={value!r}: expected {_describe(tp)}, got {type(value).__name__}")
+    return converted
+
+
+_INVALID = object()
+
+
+def _convert(value, tp):
+    """``value`` as type ``tp`` (``X``, ``X | None`` or ``list[X]``), or :data:`_INVALID`."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(value, inner)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, (list, tuple)):
+            return _INVALID
+        (item,) = typing.get_args(tp)
+        items = [_convert(v, item) for v in value]
+        return _INVALID if any(v is _INVALID for v in items) else items
+    converted = _scalar(value, tp)
+    return _INVALID if converted is None else converted
+
+
+def _scalar(value, tp):
+    """``value`` as a ``bool``, ``int``, finite ``float`` or ``str``, or None when it is not one."""
+    if tp is bool:
+        return bool(value) if isinstance(value, (bool, np.bool_)) else None
+    if isinstance(value, (bool, np.bool_)):
+        return None  # a boolean is not a number here
+    if tp is int:
+        return int(value) if isinstance(value, numbers.Integral) else None
+    if tp is float:
+        ok = isinstance(value, numbers.Real) and math.isfinite(value)
+        return float(value) if ok else None
+    if tp is str:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return value if isinstance(value, str) else None
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
 def _choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(str, choices))}")
 
 
+def _finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _at_least(name, value, low, integer=False):
-    if integer and (isinstance(value, bool) or not isinstance(value, int)):
+    if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
         raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
-    if not isinstance(value, (int, float)) or not value >= low:
+    if not _finite_number(value) or not value >= low:
         raise ValueError(f"{name}={value!r}: expected a number >= {low}")
 
 
 def _positive(name, value):
-    if not isinstance(value, (int, float)) or not value > 0:
+    if not _finite_number(value) or not value > 0:
         raise ValueError(f"{name}={value!r}: expected a number > 0")
+
+
+def import_plugins(plugins: list[str]) -> list[str]:
+    """Import each plugin (a module name, or a path to a ``.py`` file) once, so that the priors it
+    registers are known; return the list with files as absolute paths (what a run records)."""
+    out = []
+    for plugin in plugins:
+        if plugin.endswith(".py"):
+            path = Path(plugin).expanduser().resolve()
+            if not path.is_file():
+                raise ValueError(f"plugins: {plugin}: no such file")
+            module_name = f"infodropout_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+            if module_name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except Exception as err:
+                    del sys.modules[module_name]
+                    raise ValueError(f"plugins: {path}: importing it failed ({type(err).__name__}: {err})") from None
+            out.append(str(path))
+        else:
+            try:
+                importlib.import_module(plugin)
+            except ImportError as err:
+                raise ValueError(f"plugins: {plugin!r}: cannot be imported ({err})") from None
+            out.append(plugin)
+    return out
 
 
 #: The paper's settings, from the authors' code where it exists; anything else is overridable.

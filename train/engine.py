@@ -11,11 +11,12 @@ import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 import pyro
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from infodropout.guides.layers import sampling
 from infodropout.models import InformationBottleneck
@@ -289,28 +290,29 @@ def training_context(ib: InformationBottleneck):
         yield
 
 
+class _NoiseFree(nn.Module):
+    """``head(encoder(x))`` of a bottleneck, as one module (what ``update_bn`` calls)."""
+
+    def __init__(self, ib: InformationBottleneck):
+        super().__init__()
+        self.ib = ib
+        self.training = ib.training  # update_bn restores this mode when it is done
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ib.head(self.ib.encoder(x))
+
+
 @torch.no_grad()
-def recalibrate_batchnorm(ib: InformationBottleneck, batches: Sequence) -> None:
-    """Re-estimate batch-norm statistics with the noise off (cumulative averages over ``batches``).
+def recalibrate_batchnorm(ib: InformationBottleneck, batches: Iterable) -> None:
+    """Re-estimate batch-norm statistics with the noise off: every batch-norm layer's running mean and
+    variance become the averages, over ``batches`` (``(x, y, ...)`` tuples), of the batch mean and
+    unbiased batch variance of its input (``torch.optim.swa_utils.update_bn``, with noise forced off).
 
     Statistics gathered while training see noisy activations; the network is tested without noise,
     so its statistics are re-estimated on clean activations first (the authors' "dry run").
     """
-    norms = [m for m in ib.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    was_training = ib.training
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    ib.train()
     with sampling(False), pyro.poutine.block():
-        for x, _ in batches:
-            ib.head(ib.encoder(x))
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    ib.train(was_training)
+        update_bn(batches, _NoiseFree(ib))
 
 
 def batchnorm_state(ib: nn.Module) -> dict:
@@ -329,13 +331,16 @@ def restore_batchnorm(ib: nn.Module, state: dict) -> None:
         buffers[name].copy_(value)
 
 
-def check_finite(step: TrainStep, epoch: int, steps_per_epoch: int) -> None:
-    """Raise :class:`NonFiniteLoss` naming the epoch and step of the first non-finite loss."""
+def check_finite(
+    step: TrainStep, epoch: int, steps_per_epoch: int, kept: str = "keeping the last good checkpoint"
+) -> None:
+    """Raise :class:`NonFiniteLoss` naming the epoch and step of the first non-finite loss and ``kept``,
+    what survives the run (see :meth:`~infodropout.train.run.Trainer.what_is_kept`)."""
     bad = step.first_bad_step()
     if bad is not None:
         raise NonFiniteLoss(
             f"the loss became NaN or infinite at epoch {bad // steps_per_epoch + 1}, step "
-            f"{bad % steps_per_epoch + 1} (global step {bad + 1}); the run stops, keeping the last good checkpoint"
+            f"{bad % steps_per_epoch + 1} (global step {bad + 1}); the run stops, {kept}"
         )
 
 

@@ -1,12 +1,16 @@
 """A training run: data, network and optimiser from a config, the loop, evaluation, checkpoints.
 
-A run directory holds ``config.json`` (resolved config, seed, package versions), ``metrics.jsonl``
-(one line per epoch), ``metrics.json`` (final) and ``checkpoint.pt`` (written atomically every epoch
-and when interrupted). An existing, non-empty run directory is never overwritten.
+A run directory holds ``config.json`` (resolved config, seed, package versions, the data directory
+actually read), ``metrics.jsonl`` (one line per epoch), ``metrics.json`` (final) and ``checkpoint.pt``
+(written atomically every epoch and when interrupted). An existing run directory is never
+overwritten: the one exception is a run that never saved anything (it holds its ``config.json``
+and no checkpoint or metrics, e.g. it failed or was killed in its first epoch), which ``resume``
+restarts from the beginning and ``train --out`` may reuse.
 """
 
 import contextlib
 import json
+import os
 import platform
 import signal
 import threading
@@ -19,11 +23,14 @@ import pyro
 import torch
 
 from infodropout.guides.layers import sampling
+from infodropout.models.priors import KL_CONVENTIONS
 from infodropout.models.zoo import build_network
 
 from . import data as datalib
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint, write_json
-from .config import TrainConfig
+from .config import TrainConfig, zero_steps_message
+from .data.dsprites import find_dsprites_npz
+from .data.paths import root_of
 from .elbo import MeanFieldELBO
 from .engine import (
     TrainStep,
@@ -39,6 +46,8 @@ from .engine import (
 from .schedules import beta_at, lr_factor, set_lr
 
 EVAL_BATCH = 500
+#: The files of a run that has saved something (a run directory holding none of them can be reused).
+RESULT_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.json", "eval.json")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -76,6 +85,9 @@ class RunData:
     input_shape: tuple[int, ...]
     num_classes: int
     reconstruct: bool
+    #: the directories the files were read from (absolute, joined with ``os.pathsep``); None: no files
+    #: (scikit-learn's bundled digits, rendered dSprites)
+    source: str | None = None
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
@@ -86,13 +98,24 @@ def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
     return x.index_select(0, keep), y.index_select(0, keep)
 
 
-def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
+def _joined(roots) -> str | None:
+    return os.pathsep.join(str(r) for r in roots) or None
+
+
+def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | None = None) -> RunData:
     """Loaders for ``config.dataset`` on ``device``: standardised images for classifiers, [0, 1] pixels
-    (the reconstruction targets) for autoencoders; crop-and-flip augmentation when asked."""
+    (the reconstruction targets) for autoencoders; with ``augment``, random crops (padding 1/8 of the
+    side) for every set and horizontal flips for the mirror-invariant ones only (CIFAR-10).
+
+    Data are looked for in ``data_dir`` (default ``config.data_dir``) first; ``RunData.source`` says where
+    they were found.
+    """
     reconstruct = config.arch in ("vae", "conv-vae")
+    data_dir = config.data_dir if data_dir is None else data_dir
     if config.dataset == "dsprites":
         # dSprites has no test split: the test sample is a fixed random draw of num_test images (10,000)
-        sprites = datalib.load_dsprites(config.data_dir, device)
+        sprites = datalib.load_dsprites(data_dir, device)
+        source = None if sprites.packed is None else _joined([root_of(find_dsprites_npz(data_dir), data_dir)])
         subset = None
         if config.num_train is not None and config.num_train < len(sprites):
             generator = torch.Generator().manual_seed(config.seed)
@@ -100,15 +123,20 @@ def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
         train = datalib.DSpritesLoader(sprites, config.batch_size, True, True, config.seed, indices=subset)
         num_test = config.num_test or 10_000
         test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), num_test)
-        return RunData(train, test, None, len(train.indices if subset is not None else sprites), (1, 64, 64), 0, True)
-    ds = datalib.get_dataset(config.dataset, config.data_dir, device, config.seed)
+        num_train = len(train.indices if subset is not None else sprites)
+        return RunData(train, test, None, num_train, (1, 64, 64), 0, True, source)
+    ds = datalib.get_dataset(config.dataset, data_dir, device, config.seed)
+    source = _joined(datalib.data_roots(config.dataset, data_dir))
     x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
     x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
     norm = {} if reconstruct else {"mean": ds.mean, "std": ds.std}
     transform = None
     if config.augment:
         height = ds.input_shape[1]
-        transform = datalib.Compose([datalib.RandomCrop(height, padding=height // 8), datalib.RandomHorizontalFlip()])
+        augments = [datalib.RandomCrop(height, padding=max(1, height // 8))]
+        if config.dataset in datalib.MIRROR_INVARIANT:  # a mirrored digit is another (or no) digit
+            augments.append(datalib.RandomHorizontalFlip())
+        transform = datalib.Compose(augments)
     train = datalib.DeviceLoader(
         x_train, y_train, config.batch_size, True, True, config.seed, transform=transform, **norm
     )
@@ -116,7 +144,7 @@ def load_run_data(config: TrainConfig, device: torch.device) -> RunData:
     recalibration = None
     if config.recalibrate_batches:
         recalibration = datalib.DeviceLoader(x_train, y_train, config.batch_size, True, True, config.seed + 7, **norm)
-    return RunData(train, test, recalibration, len(x_train), tuple(ds.input_shape), ds.num_classes, reconstruct)
+    return RunData(train, test, recalibration, len(x_train), tuple(ds.input_shape), ds.num_classes, reconstruct, source)
 
 
 class _FirstBatches:
@@ -139,6 +167,7 @@ class _FirstBatches:
 
 
 def build_model(config: TrainConfig, data: RunData):
+    """The network ``config`` describes, for the shapes of ``data``."""
     return build_network(
         config.arch,
         data.input_shape,
@@ -156,13 +185,24 @@ def build_model(config: TrainConfig, data: RunData):
         latent=config.latent,
         likelihood=config.likelihood,
         input_dropout=config.input_dropout,
+        kl_convention=config.kl_convention,
     )
 
 
-def check_new_run_dir(path: Path) -> Path:
-    """Refuse a run directory that exists and is not empty (nothing is ever overwritten)."""
+def never_saved(path: Path) -> bool:
+    """Whether ``path`` holds a run that never saved anything: a ``config.json`` and none of
+    :data:`RESULT_FILES` (the run failed or was killed before its first checkpoint)."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    return (path / "config.json").is_file() and not any((path / name).exists() for name in RESULT_FILES)
+
+
+def check_new_run_dir(path: Path) -> Path:
+    """Refuse a run directory that exists and is not empty (nothing is ever overwritten), unless it holds
+    a run that never saved anything (:func:`never_saved`): only its ``config.json`` is replaced."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"run directory {path} is a file: choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not never_saved(path):
         raise FileExistsError(
             f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"
         )
@@ -179,19 +219,30 @@ def create_run_dir(path: Path) -> Path:
 class Trainer:
     """Trains the network a :class:`TrainConfig` describes; see the module docstring for the run files.
 
-    :param config: the run's configuration (validated).
+    :param config: the run's configuration (validated, and normalised in place).
     :param run_dir: where to write the run (None: nothing is written).
     :param log: where progress lines go.
     :param show_progress: progress bars on a terminal.
+    :param data_dir: where to look for the data first when ``config.data_dir`` is None (what
+        :meth:`from_run_dir` passes: the directory the run recorded, so another shell finds it).
     """
 
-    def __init__(self, config: TrainConfig, run_dir: Path | None = None, log=print, show_progress: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path | None = None,
+        log=print,
+        show_progress: bool = True,
+        data_dir: str | None = None,
+    ):
         self.config = config.validate()
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.log, self.show_progress = log, show_progress
         self.device = resolve_device(config.device)
         pyro.set_rng_seed(config.seed)
-        self.data = load_run_data(config, self.device)
+        self.data = load_run_data(config, self.device, config.data_dir if config.data_dir is not None else data_dir)
+        if len(self.data.train) == 0:
+            raise ValueError(zero_steps_message(self.data.num_train, config.batch_size))
         self.ib = build_model(config, self.data).to(self.device)
         graph = config.cuda_graph and self.device.type == "cuda"
         self.channels_last = config.channels_last and self.device.type == "cuda"
@@ -219,6 +270,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step in epoch) of the last checkpoint
 
     # -- persistence -------------------------------------------------------------------------------
 
@@ -239,7 +291,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
-        if state.get("config") != self.config.to_dict():
+        if _normalised(state.get("config")) != self.config.to_dict():
             raise CheckpointError(f"{where}: made by another configuration than this run's config.json")
         try:
             self.ib.load_state_dict(state["model"])
@@ -253,38 +305,62 @@ class Trainer:
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"{where}: does not match this run's network ({reason})") from None
+        self.saved_at = (self.epoch, self.step_in_epoch)
 
     def save(self) -> None:
         """Write the checkpoint, then ``metrics.jsonl`` from the history (both atomically)."""
         if self.run_dir is None:
             return
         save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
+        self.saved_at = (self.epoch, self.step_in_epoch)
         lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
         atomic_write_text(self.run_dir / "metrics.jsonl", lines)
 
+    def what_is_kept(self) -> str:
+        """What survives a run that stops now: the last checkpoint, or a true word that there is none."""
+        if self.run_dir is None:
+            return "nothing is kept (no run directory)"
+        if self.saved_at is None:
+            return (
+                f"no checkpoint was saved yet: `infodropout resume {self.run_dir}` restarts the run from the "
+                "beginning (or train into it again with --out)"
+            )
+        epoch, step = self.saved_at
+        where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+        return f"keeping the last good checkpoint ({where})"
+
     @classmethod
     def start(cls, config: TrainConfig, out: Path, **kwargs) -> "Trainer":
-        """A new run in the new directory ``out`` (with its ``config.json``)."""
+        """A new run in the new directory ``out`` (with its ``config.json``); ``out`` may also hold a
+        run that never saved anything, whose ``config.json`` is then replaced."""
         config.validate()
         check_new_run_dir(out)  # before loading anything: fail fast
         trainer = cls(config, None, **kwargs)  # data and network first: a failure leaves no directory
+        reused = Path(out).is_dir() and never_saved(out)
         run_dir = trainer.run_dir = create_run_dir(out)
+        if reused:
+            trainer.log(f"reusing {run_dir}: it held a run that never saved a checkpoint")
         write_json(
             run_dir / "config.json",
             {
-                "config": config.to_dict(),
-                "seed": config.seed,
+                "config": trainer.config.to_dict(),
+                "seed": trainer.config.seed,
                 "versions": package_versions(),
                 "device": str(trainer.device),
+                "data_dir": trainer.data.source,  # where the data were actually read (None: no files)
             },
         )
         return trainer
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, **kwargs) -> "Trainer":
-        """The run in ``run_dir``, restored from its ``config.json`` and ``checkpoint.pt``."""
+        """The run in ``run_dir``, restored from its ``config.json`` and ``checkpoint.pt``; a run that never
+        saved a checkpoint (:func:`never_saved`) restarts from the beginning. The data are looked for
+        first where the run recorded having read them."""
         run_dir = Path(run_dir)
         config_path = run_dir / "config.json"
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"{run_dir}: not a run directory (it is a file)")
         try:
             saved = json.loads(config_path.read_text())
             config = TrainConfig.from_dict(saved["config"], where=str(config_path))
@@ -292,10 +368,22 @@ class Trainer:
             raise ValueError(f"{run_dir}: not a run directory (no config.json)") from None
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{config_path}: not a readable run config ({err})") from None
+        recorded = saved.get("data_dir") if isinstance(saved, dict) else None
+        if isinstance(recorded, str):  # the recorded directories that still exist here
+            recorded = os.pathsep.join(d for d in recorded.split(os.pathsep) if Path(d).is_dir()) or None
+        kwargs.setdefault("data_dir", recorded if isinstance(recorded, str) else None)
         trainer = cls(config, run_dir, **kwargs)
         checkpoint = run_dir / "checkpoint.pt"
+        if never_saved(run_dir):
+            trainer.log(f"{run_dir}: no checkpoint was saved: starting the run from the beginning")
+            return trainer
         trainer.load_state_dict(load_checkpoint(checkpoint, map_location=trainer.device), where=str(checkpoint))
         return trainer
+
+    @property
+    def complete(self) -> bool:
+        """Whether every epoch of the run has been trained."""
+        return self.epoch >= self.config.epochs
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -343,14 +431,14 @@ class Trainer:
                     self.step_in_epoch += 1
                     steps_this_call += 1
                     if self.global_step % c.log_every == 0:
-                        check_finite(self.step, self.epoch, self.steps_per_epoch)
+                        check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
                     if stop.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
-                        check_finite(self.step, self.epoch, self.steps_per_epoch)
+                        check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
                         self.save()
                         raise Interrupted(
                             f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}; checkpoint saved"
                         )
-                check_finite(self.step, self.epoch, self.steps_per_epoch)
+                check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
                 train = self.step.read()
                 seconds = time.perf_counter() - start
                 start_eval = time.perf_counter()
@@ -382,6 +470,10 @@ class Trainer:
         last = self.history[-1]
         final = {k: v for k, v in last.items() if k not in ("lr", "seconds", "eval_seconds")}
         final["kl_per_layer"] = last.get("test_kl", last["train_kl"])
+        for convention in KL_CONVENTIONS:  # the information under each convention, where it differs
+            if f"test_kl_{convention}" in last:
+                final[f"kl_per_layer_{convention}"] = last[f"test_kl_{convention}"]
+        final["kl_convention"] = self.config.kl_convention
         final["epochs"] = self.epoch
         final["seconds_total"] = sum(r["seconds"] for r in self.history)
         if self.run_dir is not None:
@@ -393,7 +485,12 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Test metrics in evaluation mode: error (noise off) and KL per layer for classifiers; the
-        ELBO (beta = 1, noise on) and its parts for autoencoders."""
+        ELBO (beta = 1, noise on) and its parts for autoencoders.
+
+        ``test_kl`` is the information per layer (KL per example, nats) under the run's convention,
+        ``kl_convention``. For a classifier with log-uniform priors ``test_kl_exact`` and
+        ``test_kl_authors`` give it under both conventions, from the same noise draws (layers with
+        other priors have the same value in both)."""
         ib = self.ib
         was_training = ib.training
         saved = None
@@ -411,28 +508,35 @@ class Trainer:
             ib.train(was_training)
 
     def _evaluate_classifier(self) -> dict:
-        ib, sites = self.ib, self.ib.latent_sites
-        totals = torch.zeros(3 + len(sites), device=self.device)  # examples, errors, nll, kl per site
+        ib, sites, run_convention = self.ib, self.ib.latent_sites, self.config.kl_convention
+        conventions = KL_CONVENTIONS if ib.loguniform_sites else (run_convention,)
+        totals = torch.zeros(3 + len(conventions) * len(sites), device=self.device)  # examples, errors, nll, kls
         averaged = torch.zeros((), device=self.device)
         for x, y, *_ in self.data.test:
             probs = ib.predict(x)  # (B, K), noise off
-            info = ib.information(x)
+            info = ib.information_by_convention(x, conventions)  # one noise draw, every convention
             parts = [
                 torch.full((), float(len(y)), device=self.device),
                 (probs.argmax(-1) != y).sum().float(),
                 -probs.gather(-1, y[:, None]).clamp_min(1e-30).log().sum(),
             ]
-            parts += [info[s].sum() for s in sites]
+            parts += [info[c][s].sum() for c in conventions for s in sites]
             totals += torch.stack(parts)
             if self.config.eval_samples:
                 averaged += (ib.predict(x, self.config.eval_samples).argmax(-1) != y).sum()
         values = totals.tolist()
         n = max(values[0], 1.0)
+        kl = {
+            c: {s: values[3 + i * len(sites) + j] / n for j, s in enumerate(sites)} for i, c in enumerate(conventions)
+        }
         out = {
             "test_error": 100 * values[1] / n,
             "test_nll": values[2] / n,
-            "test_kl": {s: v / n for s, v in zip(sites, values[3:], strict=True)},
+            "test_kl": kl[run_convention],
+            "kl_convention": run_convention,
         }
+        if ib.loguniform_sites:
+            out.update({f"test_kl_{c}": kl[c] for c in conventions})
         if self.config.eval_samples:
             out["test_error_averaged"] = 100 * averaged.item() / n
         return out
@@ -450,7 +554,21 @@ class Trainer:
         n = max(values[0], 1.0)
         kl = {s: v / n for s, v in zip(sites, values[2:], strict=True)}
         nll = values[1] / n
-        return {"test_elbo": -(nll + sum(kl.values())), "test_nll": nll, "test_kl": kl}
+        return {
+            "test_elbo": -(nll + sum(kl.values())),
+            "test_nll": nll,
+            "test_kl": kl,
+            "kl_convention": self.config.kl_convention,
+        }
+
+
+def _normalised(config) -> dict | None:
+    """A saved config dict as :meth:`TrainConfig.validate` normalises it (tuples saved by an older
+    version compare equal to the lists of ``config.json``); None if it is not a valid config."""
+    try:
+        return TrainConfig.from_dict(dict(config)).validate().to_dict()
+    except (TypeError, ValueError):
+        return None
 
 
 class _StopFlag:

@@ -12,6 +12,9 @@ from common import assert_close
 
 # Calls that make the host wait for the device (or copy host data to it) when tensors live on a GPU.
 _SYNCING = {
+    torch.Tensor.cpu,
+    torch.equal,
+    torch.Tensor.equal,
     torch.Tensor.item,
     torch.Tensor.tolist,
     torch.Tensor.__bool__,
@@ -35,9 +38,16 @@ class _NoHostSync(TorchFunctionMode):
         self.calls = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _SYNCING:
+        kwargs = kwargs or {}
+        if func in _SYNCING or (func is torch.Tensor.to and _to_cpu(args[1:], kwargs)):
             self.calls.append(getattr(func, "__name__", str(func)))
-        return func(*args, **(kwargs or {}))
+        return func(*args, **kwargs)
+
+
+def _to_cpu(args, kwargs) -> bool:
+    """Whether ``Tensor.to(*args, **kwargs)`` names the CPU (a device-to-host copy on a GPU)."""
+    targets = [*args, kwargs.get("device")]
+    return any(isinstance(t, (str, torch.device)) and torch.device(t).type == "cpu" for t in targets if t is not None)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +83,56 @@ def test_the_watch_catches_a_sync():
     with _NoHostSync() as watch:
         torch.ones(2).sum().item()
         bool(torch.ones(()) > 0)
-    assert watch.calls == ["item", "__bool__"]
+        torch.ones(2).cpu()
+        torch.ones(2).to("cpu")
+        torch.ones(2).to(device=torch.device("cpu"))
+        torch.equal(torch.ones(2), torch.ones(2))
+        torch.ones(2).to(torch.float64)  # a dtype change stays on the device: not a sync
+    assert watch.calls == ["item", "__bool__", "cpu", "to", "to", "equal"]
+
+
+def test_recalibration_sets_batchnorm_statistics_to_the_averages_of_noise_free_batch_statistics():
+    """Running mean and variance after recalibrating = the mean over batches of each batch-norm input's batch
+    mean and unbiased batch variance, with the noise off; the mode, momentum and noise are left as they were."""
+    import copy
+
+    from infodropout.guides.layers import sampling
+    from infodropout.train.engine import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    ib = build_network("allcnn32", (3, 16, 16), 4, width=0.05, beta=0.1, num_data=100)
+    norms = [m for m in ib.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:  # statistics as training would leave them: anything but the answer
+        m.running_mean.uniform_(-1, 1)
+        m.running_var.uniform_(0.5, 2)
+    batches = [(torch.rand(8, 3, 16, 16), torch.randint(0, 4, (8,))) for _ in range(3)]
+    inputs = {i: [] for i in range(len(norms))}
+    clean = copy.deepcopy(ib).train()
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, i=i: inputs[i].append(args[0].detach()))
+        for i, m in enumerate(m for m in clean.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    ]
+    with torch.no_grad(), sampling(False):
+        for x, _ in batches:
+            clean.head(clean.encoder(x))  # train-mode batch norm normalises with batch statistics
+    for h in hooks:
+        h.remove()
+    ib.eval()
+    recalibrate_batchnorm(ib, batches)
+    assert not ib.training and all(m.momentum == 0.1 for m in norms)
+    for i, m in enumerate(norms):
+        means = torch.stack([h.mean((0, 2, 3)) for h in inputs[i]])  # (batches, C)
+        variances = torch.stack([h.var((0, 2, 3), unbiased=True) for h in inputs[i]])
+        assert_close(m.running_mean, means.mean(0), rtol=1e-4, atol=1e-6)
+        assert_close(m.running_var, variances.mean(0), rtol=1e-4, atol=1e-6)
+        assert int(m.num_batches_tracked) == len(batches)
+    # the noise matters here: with it on, the last batch norm would see other inputs
+    noisy, seen = copy.deepcopy(ib).train(), []
+    last = [m for m in noisy.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    last.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    with torch.no_grad(), sampling(True):
+        noisy.head(noisy.encoder(batches[0][0]))
+    assert not torch.allclose(seen[0].mean((0, 2, 3)), inputs[len(norms) - 1][0].mean((0, 2, 3)))
 
 
 def test_accumulators_are_the_per_example_loss_and_its_parts():
