@@ -334,6 +334,17 @@ def summarise_kl(enc: Encoding) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _unscaled(ib):
+    """``num_data`` set to None for the duration (no N / B scaling of the sites)."""
+    before = ib.num_data
+    ib.num_data = None
+    try:
+        yield
+    finally:
+        ib.num_data = before
+
+
 def _improper_site(model_trace) -> str | None:
     """The first latent site of a model trace whose prior is log-uniform (improper), or None."""
     for name, site in model_trace.nodes.items():
@@ -376,6 +387,7 @@ def log_importance_weights(
         stack.enter_context(evaluating(ib))
         stack.enter_context(ib.unregistered())
         stack.enter_context(sampling(True))
+        stack.enter_context(_unscaled(ib))  # K B rows may exceed num_data, which only scales the ELBO
         for start in range(0, num_samples, per_chunk):
             k = min(per_chunk, num_samples - start)
             xr = x.repeat(k, *([1] * (x.dim() - 1)))  # (k B, ...): sample-major
@@ -559,6 +571,7 @@ def evaluate(
     enc = classes = None
     if needs_pool:
         say(f"encoding {pool_size} points")
+        start = time.perf_counter()
         enc, classes = sample_encoded(
             ib,
             data,
@@ -570,6 +583,7 @@ def evaluate(
             kl="kl-per-dim" in names,
         )
         out["representation"], out["num_points"] = enc.record(), len(enc)
+        seconds["encoding"] = time.perf_counter() - start
     else:
         site_name, _ = latent_layer(ib, site)
         out["representation"] = {"kind": resolve_kind(ib, kind, site_name), "site": site_name}
@@ -604,6 +618,7 @@ class _Context:
     batch_size: int
     factor_vae: str = "pool"
     num_data: int = 0
+    log_weights: np.ndarray | None = None
 
     @property
     def first(self) -> slice:
@@ -692,15 +707,19 @@ def _factor_vae(c: _Context, cols: list[int]) -> dict:
 
 
 def _iw_metric(c: _Context, name: str) -> dict:
-    s = c.s
-    generator = _generator(c.data, c.seed + 1)
-    classes = c.data.sample_factors(s.iw_num_images, generator)
-    per_batch = max(1, min(c.batch_size, 4096 // s.iw_num_samples)) if s.iw_num_samples else c.batch_size
-    chunks = []
-    for i in range(0, len(classes), per_batch):
-        images = c.data.render(c.data.factors_to_index(classes[i : i + per_batch]))
-        chunks.append(log_importance_weights(c.ib, images, s.iw_num_samples, seed=c.seed + i))
-    return m.METRICS[name].function(np.concatenate(chunks, axis=1))  # (K, N)
+    """``log-likelihood`` or ``psis`` of ``iw_num_images`` rendered images; the log weights are drawn once
+    for both."""
+    if c.log_weights is None:
+        s = c.s
+        generator = _generator(c.data, c.seed + 1)
+        classes = c.data.sample_factors(s.iw_num_images, generator)
+        per_batch = max(1, min(c.batch_size, 4096 // s.iw_num_samples))
+        chunks = []
+        for i in range(0, len(classes), per_batch):
+            images = c.data.render(c.data.factors_to_index(classes[i : i + per_batch]))
+            chunks.append(log_importance_weights(c.ib, images, s.iw_num_samples, seed=c.seed + i))
+        c.log_weights = np.concatenate(chunks, axis=1)  # (K, N)
+    return {**m.METRICS[name].function(c.log_weights), "num_images": c.log_weights.shape[1]}
 
 
 _COMPUTE: dict[str, Callable[[_Context], dict]] = {

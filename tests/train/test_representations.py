@@ -202,6 +202,16 @@ def test_the_iwae_bound_increases_with_the_number_of_samples():
     assert means == sorted(means) and means[-1] - means[0] > 0.05
 
 
+def test_log_weights_do_not_depend_on_beta_or_the_data_size():
+    """beta and N / B weigh the ELBO's terms in training; the weights are those of the model itself,
+    and K B rows may exceed num_data."""
+    ib, x = vae(prior="log-normal"), images(5)
+    plain = r.log_importance_weights(ib, x, 30, seed=2)
+    ib.beta, ib.num_data = 4.0, 7
+    assert_close(torch.from_numpy(r.log_importance_weights(ib, x, 30, seed=2)), torch.from_numpy(plain))
+    assert ib.num_data == 7
+
+
 def test_log_weights_refuse_improper_priors_and_classifiers():
     with pytest.raises(ValueError, match="prior at site 'z' is log-uniform") as info:
         r.log_importance_weights(vae(prior="log-uniform"), images(2), 4)
@@ -325,12 +335,14 @@ def test_evaluate_runs_on_dsprites_with_an_untrained_conv_vae():
         iw_num_samples=4,
         iw_num_images=6,
     )
-    names = ("mig", "factor-vae", "active-units", "total-correlation", "kl-per-dim", "log-likelihood")
+    names = ("mig", "factor-vae", "active-units", "total-correlation", "kl-per-dim", "log-likelihood", "psis")
     out = r.evaluate(ib, DSprites(), metrics=names, settings=small, batch_size=48)
     assert out["num_points"] == 96 and out["factor_names"] == list(DSprites.factor_names)
     assert out["metrics"]["total-correlation"]["num_data"] == 737_280
     assert out["metrics"]["log-likelihood"]["log_likelihood"].shape == (6,)
-    assert set(out["seconds"]) == set(names)
+    iw, smoothed = out["metrics"]["log-likelihood"], out["metrics"]["psis"]  # the same log weights, drawn once
+    assert_close(torch.from_numpy(smoothed["raw_log_likelihood"]), torch.from_numpy(iw["log_likelihood"]))
+    assert set(out["seconds"]) == {"encoding", *names}
     with pytest.raises(ValueError, match="metrics: unknown 'migg'"):
         r.evaluate(ib, DSprites(), metrics=["migg"])
     with pytest.raises(ValueError, match="factor_vae='new'"):

@@ -105,7 +105,10 @@ def factor_vae_score(
     num_variance = check_positive_int(num_variance, "num_variance", 2)
     if not prune_threshold >= 0:
         raise ValueError(f"prune_threshold={prune_threshold!r}: expected a nonnegative number")
-    rng = rng_of(seed)
+    return _factor_vae(codes, labels, batch_size, num_train, num_eval, num_variance, prune_threshold, rng_of(seed))
+
+
+def _factor_vae(codes, labels, batch_size, num_train, num_eval, num_variance, prune_threshold, rng) -> dict:
     rows = rng.choice(len(codes), size=num_variance, replace=False) if num_variance < len(codes) else slice(None)
     global_var = codes[rows].var(axis=0, ddof=1)  # (D,)
     active = prune_dims(global_var, prune_threshold)

@@ -15,8 +15,10 @@ def histogram_discretize(representation, num_bins: int = 20) -> np.ndarray:
     The bins of latent d split ``[min_d, max_d]`` into ``num_bins`` equal parts (``np.histogram``'s
     edges; a constant latent falls into one bin), as disentanglement_lib's histogram discretizer.
     """
-    codes = as_codes(representation, min_points=1)
-    num_bins = check_positive_int(num_bins, "num_bins")
+    return _discretize(as_codes(representation, min_points=1), check_positive_int(num_bins, "num_bins"))
+
+
+def _discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
     out = np.empty(codes.shape, dtype=np.int64)
     for d in range(codes.shape[1]):
         edges = np.histogram_bin_edges(codes[:, d], num_bins)
@@ -67,11 +69,20 @@ def mutual_information_matrix(representation, factors, num_bins: int = 20) -> di
         (mutual information over the factor's entropy, in [0, 1]) and ``num_bins``.
     """
     codes = as_codes(representation)
-    labels = as_factors(factors, len(codes))
-    discrete = histogram_discretize(codes, num_bins)
-    m = discrete_mutual_info(discrete, labels)  # (D, K)
+    return _information(codes, as_factors(factors, len(codes)), check_positive_int(num_bins, "num_bins"))
+
+
+def _information(codes: np.ndarray, labels: np.ndarray, num_bins: int) -> dict:
+    m = discrete_mutual_info(_discretize(codes, num_bins), labels)  # (D, K)
     h = discrete_entropy(labels)  # (K,)
-    return {"mutual_info": m, "factor_entropy": h, "normalized": m / h, "num_bins": int(num_bins)}
+    return {"mutual_info": m, "factor_entropy": h, "normalized": m / h, "num_bins": num_bins}
+
+
+def _mig(codes: np.ndarray, labels: np.ndarray, num_bins: int) -> dict:
+    info = _information(codes, labels, num_bins)
+    top = np.sort(info["mutual_info"], axis=0)[::-1]  # (D, K) descending per factor
+    gap = (top[0] - top[1]) / info["factor_entropy"]  # (K,)
+    return {"mig": float(gap.mean()), "mig_per_factor": gap, **info, "num_points": len(codes)}
 
 
 def mig(representation, factors, *, num_bins: int = 20) -> dict:
@@ -99,7 +110,4 @@ def mig(representation, factors, *, num_bins: int = 20) -> dict:
         ``factor_entropy (K,)``, ``num_bins``, ``num_points``.
     """
     codes = as_codes(representation, min_dims=2)
-    info = mutual_information_matrix(codes, factors, num_bins)
-    top = np.sort(info["mutual_info"], axis=0)[::-1]  # (D, K) descending per factor
-    gap = (top[0] - top[1]) / info["factor_entropy"]  # (K,)
-    return {"mig": float(gap.mean()), "mig_per_factor": gap, **info, "num_points": len(codes)}
+    return _mig(codes, as_factors(factors, len(codes)), check_positive_int(num_bins, "num_bins"))

@@ -63,9 +63,12 @@ class MetricSettings:
                 raise ValueError(f"MetricSettings.{field.name}={value!r}: expected a nonnegative integer")
             if field.type is float and not (isinstance(value, (int, float)) and value >= 0):
                 raise ValueError(f"MetricSettings.{field.name}={value!r}: expected a nonnegative number")
-        for name in ("num_points", "factor_vae_batch_size", "dci_num_train", "dci_num_test", "sap_num_train"):
-            if getattr(self, name) < 2:
-                raise ValueError(f"MetricSettings.{name}={getattr(self, name)}: expected at least 2")
+        at_least_two = ("num_points", "factor_vae_batch_size", "factor_vae_num_variance", "dci_num_train")
+        at_least_two += ("dci_num_test", "sap_num_train", "sap_num_test", "iw_num_images")
+        for field in dataclasses.fields(self):
+            value, minimum = getattr(self, field.name), 2 if field.name in at_least_two else 1
+            if field.type is int and field.name != "seed" and value < minimum:
+                raise ValueError(f"MetricSettings.{field.name}={value}: expected at least {minimum}")
         if self.sap_c <= 0:
             raise ValueError(f"MetricSettings.sap_c={self.sap_c}: expected a positive number")
 

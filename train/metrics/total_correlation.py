@@ -110,7 +110,11 @@ def total_correlation(
     else:
         num_samples = check_positive_int(num_samples, "num_samples")
         index = np.sort(rng_of(seed).choice(m, size=num_samples, replace=False))
+    return _total_correlation(loc, scale, sample, num_data, index, chunk_size)
 
+
+def _total_correlation(loc, scale, sample, num_data: int, index: np.ndarray, chunk_size: int) -> dict:
+    m, dims = loc.shape
     log_scale = np.log(scale)
     shift = (-log_scale).max(axis=0) - _HALF_LOG_2PI  # (D,) m_d >= every log-density of dimension d
     loc_t = np.ascontiguousarray(loc.T)  # (D, M)
