@@ -7,12 +7,14 @@
 - one module per experiment of the paper: :data:`EXPERIMENTS` by name.
 """
 
-from . import cifar_widths, mnist_sizes
+from . import cifar_widths, cluttered, mnist_sizes, occluded
 from .experiment import Column, Experiment, StudyOptions, run_experiment, select
 from .runner import MEASURES, RunSpec, Study, StudyInterrupted, StudyResult, measure, run_study
 
 #: The paper's experiments, as ``infodropout reproduce`` names them.
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (mnist_sizes.EXPERIMENT, cifar_widths.EXPERIMENT)}
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for e in (mnist_sizes.EXPERIMENT, cifar_widths.EXPERIMENT, cluttered.EXPERIMENT, occluded.EXPERIMENT)
+}
 
 __all__ = [
     "EXPERIMENTS",

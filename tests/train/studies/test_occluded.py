@@ -1,0 +1,149 @@
+"""The ``occluded`` experiment: the nuisance probe on known representations, the grids, a quick study."""
+
+import json
+
+import pytest
+import torch
+
+from infodropout.models.zoo import build_network
+from infodropout.train.studies import EXPERIMENTS, StudyOptions, run_experiment, select
+from infodropout.train.studies import occluded as exp
+from infodropout.train.studies.cluttered import evaluation
+from tests.common import assert_close
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _labels(n, seed, classes=10):
+    return torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_probe_reads_a_nuisance_that_the_representation_encodes_linearly():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(10, 40, generator=g)  # one direction per digit
+
+    def represent(y):
+        return codes[y] + 0.3 * torch.randn(len(y), 40, generator=g)  # (N, 40)
+
+    y_train, y_test = _labels(600, 1), _labels(400, 2)
+    probe = exp.linear_probe(represent(y_train), y_train, represent(y_test), y_test, 10)
+    assert probe["accuracy"] >= 0.99 and probe["train_accuracy"] >= 0.99
+    assert probe["l2"] in exp.L2_GRID
+
+
+def test_the_probe_is_at_chance_on_a_representation_that_ignores_the_nuisance():
+    g = torch.Generator().manual_seed(0)
+    y_train, y_test = _labels(1000, 3), _labels(2000, 4)
+    x_train, x_test = torch.randn(1000, 30, generator=g), torch.randn(2000, 30, generator=g)
+    probe = exp.linear_probe(x_train, y_train, x_test, y_test, 10)
+    majority = int(torch.bincount(y_train, minlength=10).argmax())
+    assert probe["chance"] == pytest.approx(float((y_test == majority).double().mean()))
+    assert abs(probe["accuracy"] - 0.1) < 0.03  # 10 balanced classes; 3 standard errors of 2000 answers ~ 0.02
+
+
+def test_chance_is_the_test_frequency_of_the_most_frequent_training_label():
+    y_train = torch.tensor([3, 3, 3, 1, 2, 0])
+    y_test = torch.tensor([3, 0, 0, 1, 3, 2, 2, 2])  # 3 is 2 of 8
+    probe = exp.linear_probe(torch.zeros(6, 4), y_train, torch.zeros(8, 4), y_test, 4)
+    assert probe["chance"] == 0.25
+    assert probe["accuracy"] == 0.25  # a constant representation: the probe can only answer the majority
+
+
+def test_the_probe_sees_each_coordinate_standardised():
+    g = torch.Generator().manual_seed(5)
+    y_train, y_test = _labels(300, 6, 3), _labels(200, 7, 3)
+    codes = torch.randn(3, 8, generator=g)
+    x_train = codes[y_train] + torch.randn(300, 8, generator=g)
+    x_test = codes[y_test] + torch.randn(200, 8, generator=g)
+    scale, shift = torch.logspace(-3, 3, 8, dtype=torch.float64), torch.linspace(-50, 50, 8, dtype=torch.float64)
+    plain = exp.linear_probe(x_train, y_train, x_test, y_test, 3)
+    scaled = exp.linear_probe(x_train * scale + shift, y_train, x_test * scale + shift, y_test, 3)
+    assert scaled == pytest.approx(plain, abs=1e-12)  # the same standardised problem, the same answers
+
+
+def test_the_probe_names_mismatched_inputs():
+    with pytest.raises(ValueError, match="probe: 5 training representations for 4 labels"):
+        exp.linear_probe(torch.zeros(5, 2), torch.zeros(4), torch.zeros(3, 2), torch.zeros(3), 2)
+
+
+def test_the_representation_is_the_encoders_output_with_the_noise_off():
+    torch.manual_seed(0)
+    ib = build_network("allcnn32", (3, 32, 32), 10, width=0.05, beta=1e-3, num_data=100)
+    loader = type("Loader", (), {"mean": torch.full((1, 3, 1, 1), 0.5), "std": torch.full((1, 3, 1, 1), 0.25)})()
+    x = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
+    ib.eval()
+    with torch.no_grad():
+        r = exp.representations(ib, loader, x)
+        expected = ib.encoder((x.float() / 255 - 0.5) / 0.25).flatten(1)
+    assert r.shape == (7, ib.encoder.out_channels * 8 * 8)
+    assert_close(r, expected)
+    assert_close(exp.representations(ib, loader, x), r)  # no noise: the same every time
+
+
+def test_the_grids_hold_binary_dropout_and_a_beta_axis_with_zero():
+    cpu = exp.build(StudyOptions(device="cpu"))
+    assert cpu.settings["size"] == "cpu"
+    labels = [r.labels for r in cpu.runs]
+    assert labels == [{"method": "information", "beta": b} for b in exp.CPU.betas] + [{"method": "binary"}]
+    assert 0.0 in exp.CPU.betas and 0.0 in exp.PAPER.betas
+    configs = {r.name: r.config for r in cpu.runs}
+    binary = configs["binary-s0"]
+    assert (binary.dropout, binary.p, binary.dataset, binary.arch) == ("binary", 0.5, "occluded-cifar", "allcnn32")
+    info = configs["information-beta0.001-s0"]
+    assert (info.beta, info.width, info.num_train, info.num_test, info.epochs) == (1e-3, 0.25, 5000, 2000, 5)
+    assert (info.optimizer, info.lr, info.weight_decay, info.alpha_max) == ("sgd", 0.05, 1e-3, 0.7)
+    paper = exp.build(StudyOptions(device="cpu", extra={"size": "paper"}))
+    config = paper.runs[0].config
+    assert (config.width, config.num_train, config.epochs, config.milestones) == (1.0, None, 200, [80, 120, 160])
+    assert len(paper.runs) == (len(exp.PAPER.betas) + 1) * exp.PAPER.seeds
+    assert [r.name for r in select(cpu, {"beta": ["0.0", "0.01"]}).runs] == [
+        "information-beta0-s0",
+        "information-beta0.01-s0",
+    ]
+    assert [r.name for r in select(cpu, {"method": ["binary"]}).runs] == ["binary-s0"]
+    with pytest.raises(ValueError, match="occluded: size='gpu': expected one of cpu, paper"):
+        exp.build(StudyOptions(extra={"size": "gpu"}))
+
+
+def test_the_quick_study_writes_its_table_and_figure(tmp_path, data_dir):
+    assert EXPERIMENTS["occluded"] is exp.EXPERIMENT
+    out = tmp_path / "out"
+    options = StudyOptions(quick=True, device="cpu", data_dir=str(data_dir))
+    run_experiment(exp.EXPERIMENT, options, out, log=lambda line: None, show_progress=False)
+    results = json.loads((out / "results.json").read_text())
+    assert results["runs_finished"] == results["runs_total"] == len(exp.QUICK.betas) + 1 and not results["failures"]
+    for run in results["runs"]:
+        values = run["values"]
+        assert 0 <= values["nuisance_accuracy"] <= 100 and 0 < values["nuisance_chance"] < 50
+        assert values["probe_l2"] in exp.L2_GRID
+        assert values["representation_size"] == 10 * 8 * 8  # width 0.05: 10 channels of 8x8
+        assert (values.get("kl_total") is None) == (run["labels"]["method"] == "binary")
+    markdown = (out / "results.md").read_text()
+    binary = next(c for c in results["cells"] if c["labels"]["method"] == "binary")
+    accuracy = binary["metrics"]["nuisance_accuracy"]["mean"]
+    assert f"| binary |  | {binary['metrics']['test_error']['mean']:.2f} | {accuracy:.1f} |" in markdown
+    assert "## Targets" in markdown and "nuisance accuracy falls as beta grows" in markdown
+    assert results["figures"] == ["figures/error_and_nuisance_vs_beta.png"]
+    assert (out / results["figures"][0]).read_bytes()[:8] == PNG
+
+
+def test_the_evaluation_context_restores_the_batch_norm_statistics_and_the_mode():
+    ib = build_network("allcnn32", (3, 32, 32), 10, width=0.05, beta=1e-3, num_data=100)
+    batches = [(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)) for _ in range(3)]
+
+    class Recalibration:
+        def set_epoch(self, epoch):
+            pass
+
+        def __iter__(self):
+            return iter(batches)
+
+    data = type("Data", (), {"recalibration": Recalibration()})()
+    config = type("Config", (), {"recalibrate_batches": 2})()
+    trainer = type("Trainer", (), {"ib": ib, "data": data, "config": config})()
+    before = {k: v.clone() for k, v in ib.state_dict().items()}
+    with evaluation(trainer) as net:
+        assert not net.training and not torch.is_grad_enabled()
+        changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+        assert changed and all("running" in k or "num_batches" in k for k in changed)
+    assert ib.training and all(torch.equal(v, before[k]) for k, v in ib.state_dict().items())

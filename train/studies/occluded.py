@@ -1,0 +1,365 @@
+"""``occluded``: the larger beta, the less a representation keeps of a nuisance, on Occluded CIFAR.
+
+The paper's claim (Achille & Soatto, Sec. 6): information dropout learns to discard nuisances, the more so
+the larger beta, at little cost to the task. On Occluded CIFAR (a CIFAR-10 image with an MNIST digit
+painted over it; the task is the CIFAR class, the digit's class is the nuisance) All-CNN-32 with
+information dropout at its two stride-2 layers (the ``cifar-allcnn`` preset: ReLU, log-uniform prior,
+alpha_max 0.7) over a range of beta including 0, and binary dropout (p = 0.5) as the baseline.
+
+**Measured.** The task error (the test error, noise off) and how well the digit can be read from the
+*frozen* representation: ``r(x) = f_2(x)``, the encoder's output (the second noisy layer) with the
+noise off, in evaluation mode (batch norm as ``Trainer.evaluate`` uses it), flattened to
+``C x 8 x 8`` numbers. The probe, the same for every run, is multinomial logistic regression on the
+standardised representation (each coordinate centred and scaled by its mean and standard deviation
+over the probe's training examples)::
+
+    minimise over W, b:   (1 / N) sum_n -log softmax(W r_n + b)[d_n]  +  (lambda / 2) ||W||^2
+
+a convex problem solved to convergence by L-BFGS from zero. It is trained on the representations of
+the run's training images (at most :data:`PROBE_TRAIN` of them) and their digits ``d_n``, ``lambda``
+chosen from :data:`L2_GRID` by accuracy on a held-out fifth of them, then refitted on all; it is scored
+on the test images: ``nuisance_accuracy`` (%). A linear probe reads what the representation makes
+explicit, has no architecture or schedule of its own to tune, and with its penalty chosen on held-out
+data it is as fair to a small representation as to a large one. ``nuisance_chance`` (%) is the accuracy
+of always answering the digit most frequent among the probe's training examples. Target: nuisance
+accuracy falls as beta grows while task error rises by less.
+
+**Grids.** beta is Eq. 2's weight per example (the preset's 6e-5 is the authors' 3 / 50,000); it is a
+label axis, its values written as ``results.md`` shows them (``--grid beta=0.0,0.0001``); binary dropout has no
+beta (``--grid method=binary``).
+
+- ``--device cuda`` (or ``auto`` on a machine with a GPU): the paper's setting, :data:`PAPER`: full
+  width, 50,000 training and 10,000 test images, the preset's 200 epochs (SGD Nesterov, lr 0.05 x0.1 at
+  80/120/160, weight decay 1e-3), betas 0 ... 6e-4, 2 seeds.
+- ``--device cpu`` (or no GPU): the CPU-sized setting, :data:`CPU`, the whole study in roughly 30-45
+  minutes on a 2-core CPU: width 0.25 (24 and 48 channels), 5,000 training and 2,000 test images, 5
+  epochs of the preset's schedule compressed, batch-norm statistics re-estimated on 10 batches, four
+  betas and binary dropout, 1 seed.
+- ``--quick``: a smoke test, :data:`QUICK` (width 0.05, 200 images, one epoch, two betas and binary).
+
+``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch.nn import functional as F
+
+from infodropout.guides.layers import sampling
+from infodropout.train.config import PRESETS, resolve
+from infodropout.train.report.figures import COLOURS, save
+from infodropout.train.report.tables import format_mean_std, markdown_table
+
+from .cluttered import choose_size, evaluation, run_extras, standardised
+from .experiment import Column, Experiment, StudyOptions
+from .mnist_sizes import scaled_milestones
+from .runner import RunSpec, Study, measure
+
+NAME = "occluded"
+MEASURE = "occluded-nuisance"
+#: The probe's training examples at most (the first of the run's training images).
+PROBE_TRAIN = 10_000
+#: The probe's L2 penalties to choose from (on the standardised representation).
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The size of a study: network width, data, schedule, betas of information dropout, seeds."""
+
+    width: float
+    num_train: int | None
+    num_test: int | None
+    epochs: int
+    betas: tuple[float, ...]
+    seeds: int
+    recalibrate_batches: int
+
+    def to_dict(self) -> dict:
+        return {
+            "width": self.width,
+            "num_train": self.num_train,
+            "num_test": self.num_test,
+            "epochs": self.epochs,
+            "betas": list(self.betas),
+            "recalibrate_batches": self.recalibrate_batches,
+        }
+
+
+PAPER = Setting(1.0, None, None, 200, (0.0, 6e-6, 2e-5, 6e-5, 2e-4, 6e-4), 2, 100)
+CPU = Setting(0.25, 5000, 2000, 5, (0.0, 1e-4, 1e-3, 1e-2), 1, 10)
+QUICK = Setting(0.05, 200, 100, 1, (0.0, 1e-3), 1, 2)
+SIZES = {"paper": PAPER, "cpu": CPU}
+
+
+def build(options: StudyOptions) -> Study:
+    size = choose_size(options, NAME)
+    setting = QUICK if size == "quick" else SIZES[size]
+    preset = PRESETS["cifar-allcnn"]
+    epochs = options.epochs or setting.epochs
+    milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])
+    common = dict(
+        dataset="occluded-cifar",
+        width=setting.width,
+        epochs=epochs,
+        milestones=milestones,
+        num_train=setting.num_train,
+        num_test=setting.num_test,
+        recalibrate_batches=setting.recalibrate_batches,
+        device=options.device,
+        data_dir=options.data_dir,
+    )
+    cells = [("information", beta, dict(dropout="information", beta=beta)) for beta in setting.betas]
+    cells.append(("binary", None, dict(dropout="binary", p=0.5)))
+    runs = []
+    for method, beta, changes in cells:
+        for seed in options.seeds_or(setting.seeds):
+            config = resolve("cifar-allcnn", overrides=dict(common, seed=seed, **changes))
+            if beta is None:
+                name, labels = f"binary-s{seed}", {"method": method}
+            else:
+                name, labels = f"information-beta{beta:g}-s{seed}", {"method": method, "beta": beta}
+            runs.append(RunSpec(name, config, labels, MEASURE, {}))
+    settings = {"size": size, "quick": options.quick, "milestones": milestones, **setting.to_dict(), "epochs": epochs}
+    return Study(NAME, runs, primary="nuisance_accuracy", description=__doc__.split("\n\n")[0], settings=settings)
+
+
+# -- the probe ------------------------------------------------------------------------------------------
+
+
+def _fit_softmax(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int, start=None):
+    """``(W, b)`` minimising ``mean_n CE(W x_n + b, y_n) + l2 / 2 ||W||^2`` by L-BFGS, from zero or from
+    ``start`` (a neighbouring penalty's solution: the problem is convex, so only the time changes)."""
+    if start is None:
+        start = (x.new_zeros(x.shape[1], num_classes), x.new_zeros(num_classes))
+    weight = start[0].clone().requires_grad_(True)  # (D, K)
+    bias = start[1].clone().requires_grad_(True)  # (K,)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _accuracy(x, y, weight, bias) -> float:
+    return float(((x @ weight + bias).argmax(1) == y).double().mean())
+
+
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    l2_grid: Sequence[float] = L2_GRID,
+    holdout: float = 0.2,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How well a linear softmax probe predicts labels from representations (see the module docstring).
+
+    :param train_x: ``(N, ...)`` representations the probe is trained on; ``train_y`` ``(N,)`` their labels.
+    :param test_x: ``(M, ...)`` representations it is scored on; ``test_y`` ``(M,)``.
+    :param l2_grid: penalties ``lambda`` to choose from, by accuracy on the held-out ``holdout`` fraction
+        of the training examples (a random split drawn with ``seed``; ties go to the larger penalty).
+    :returns: ``accuracy`` (on the test examples), ``train_accuracy``, ``chance`` (the test frequency of the
+        most frequent training label) and the chosen ``l2``; accuracies are fractions.
+    """
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError(
+            f"probe: {len(train_x)} training representations for {len(train_y)} labels, "
+            f"{len(test_x)} test representations for {len(test_y)} labels"
+        )
+    if len(train_x) < 2 or not l2_grid:
+        raise ValueError(f"probe: needs at least 2 training examples and a penalty (got {len(train_x)}, {l2_grid})")
+    train_x = train_x.flatten(1).to(torch.float64)  # (N, D)
+    test_x = test_x.flatten(1).to(torch.float64)  # (M, D)
+    mean = train_x.mean(0)  # (D,)
+    std = train_x.std(0, unbiased=False)  # (D,)
+    std = torch.where(std > 1e-9 * std.max().clamp_min(1e-30), std, torch.ones_like(std))  # constant coordinates
+    train_x = ((train_x - mean) / std).to(torch.float32)  # (N, D) standardised in float64, fitted in float32
+    test_x = ((test_x - mean) / std).to(torch.float32)  # (M, D)
+    train_y, test_y = train_y.long(), test_y.long()
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
+    n_val = min(max(1, round(holdout * len(train_x))), len(train_x) - 1)
+    val, fit = order[:n_val], order[n_val:]
+    best_l2, best, best_start, start = None, -1.0, None, None
+    for l2 in sorted(l2_grid, reverse=True):  # the larger penalty first: it keeps ties, and starts the next
+        start = _fit_softmax(train_x[fit], train_y[fit], num_classes, l2, max_iter, start)
+        score = _accuracy(train_x[val], train_y[val], *start)
+        if score > best:
+            best_l2, best, best_start = l2, score, start
+    weight, bias = _fit_softmax(train_x, train_y, num_classes, best_l2, max_iter, best_start)
+    majority = int(torch.bincount(train_y, minlength=num_classes).argmax())
+    return {
+        "accuracy": _accuracy(test_x, test_y, weight, bias),
+        "train_accuracy": _accuracy(train_x, train_y, weight, bias),
+        "chance": float((test_y == majority).double().mean()),
+        "l2": float(best_l2),
+    }
+
+
+# -- the measurement ------------------------------------------------------------------------------------
+
+
+def representations(ib, loader, x: torch.Tensor) -> torch.Tensor:
+    """The encoder's output with the noise off for uint8 images ``x`` ``(N, C, H, W)``, as ``loader``
+    standardises them: ``(N, D)``, in the current train/eval mode (call it under :func:`evaluation`)."""
+    parts = []
+    with sampling(False):
+        for start in range(0, len(x), BATCH):
+            parts.append(ib.encoder(standardised(loader, x[start : start + BATCH])).flatten(1))  # (B, D)
+    return torch.cat(parts)  # (N, D)
+
+
+@measure(MEASURE)
+def measure_nuisance(trainer, run_dir, options) -> dict:
+    """``nuisance_accuracy`` and ``nuisance_chance`` (%) of the linear probe on the frozen representation
+    (see the module docstring), with the probe's ``probe_train_accuracy`` (%) and chosen ``probe_l2``."""
+    probe_train = int(options.get("probe_train", PROBE_TRAIN))
+    train, test = trainer.data.train, trainer.data.test
+    digits_train = run_extras(trainer, "train", ["nuisance"])["nuisance"][:probe_train]  # (N,)
+    digits_test = run_extras(trainer, "test", ["nuisance"])["nuisance"]  # (M,)
+    with evaluation(trainer) as ib:
+        r_train = representations(ib, train, train.x[:probe_train])  # (N, D)
+        r_test = representations(ib, test, test.x)  # (M, D)
+    probe = linear_probe(r_train, digits_train, r_test, digits_test, 10, seed=trainer.config.seed)
+    return {
+        "nuisance_accuracy": 100 * probe["accuracy"],
+        "nuisance_chance": 100 * probe["chance"],
+        "probe_train_accuracy": 100 * probe["train_accuracy"],
+        "probe_l2": probe["l2"],
+        "representation_size": int(r_test.shape[1]),
+    }
+
+
+# -- the report -----------------------------------------------------------------------------------------
+
+
+def columns(study: Study) -> list[Column]:
+    return [
+        Column("test_error", "test error (%)", 2),
+        Column("nuisance_accuracy", "nuisance accuracy (%)", 1),
+        Column("nuisance_chance", "chance (%)", 1),
+        Column("kl_total", "information (nats/example)", 0),
+        Column("kl_total_authors", "information, authors' KL", 0),
+    ]
+
+
+def _split(results: Mapping) -> tuple[list[dict], list[dict]]:
+    """The information-dropout cells by beta, and the binary-dropout cells."""
+    cells = results["cells"]
+    info = sorted((c for c in cells if c["labels"].get("method") == "information"), key=lambda c: c["labels"]["beta"])
+    return info, [c for c in cells if c["labels"].get("method") == "binary"]
+
+
+def report(results: dict, out) -> list[str]:
+    info, binary = _split(results)
+    if info:
+        against_beta(Path(out) / "figures" / "error_and_nuisance_vs_beta.png", info, binary)
+    return [_targets(info, binary)]
+
+
+def _mean(cell: Mapping, key: str):
+    summary = cell["metrics"].get(key)
+    return None if not summary else summary.get("mean")
+
+
+def against_beta(path: Path, info: Sequence[Mapping], binary: Sequence[Mapping]) -> Path:
+    """Two panels against beta (one position per beta, 0 included): task error, and nuisance accuracy with
+    its chance level; information dropout as a line with a band of one standard deviation over seeds and
+    each seed a dot, binary dropout as a dashed level."""
+    fig = Figure(figsize=(9.5, 3.8))
+    axes = fig.subplots(1, 2)
+    xs = np.arange(len(info), dtype=float)
+    panels = (("test_error", "task test error (%)"), ("nuisance_accuracy", "nuisance (digit) accuracy (%)"))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        summaries = [c["metrics"].get(key) or {} for c in info]
+        means = np.array([np.nan if s.get("mean") is None else s["mean"] for s in summaries], dtype=float)
+        stds = np.array([s.get("std") or 0.0 for s in summaries], dtype=float)
+        ax.plot(xs, means, marker="o", color=COLOURS[0], label="information dropout")
+        ax.fill_between(xs, means - stds, means + stds, color=COLOURS[0], alpha=0.15, linewidth=0)
+        for x, s in zip(xs, summaries, strict=True):
+            ax.scatter([x] * len(s.get("values", [])), s.get("values", []), color=COLOURS[0], s=8, alpha=0.5)
+        for cell in binary:
+            level = _mean(cell, key)
+            if level is not None:
+                ax.axhline(level, color=COLOURS[1], linestyle="--", label="binary dropout")
+        if key == "nuisance_accuracy":
+            chance = [m for m in (_mean(c, "nuisance_chance") for c in info) if m is not None]
+            if chance:
+                ax.axhline(float(np.mean(chance)), color=COLOURS[7], linestyle=":", label="chance")
+        ax.set_xticks(xs, [f"{c['labels']['beta']:g}" for c in info])
+        ax.set_xlabel("beta (Eq. 2, per example)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Occluded CIFAR, All-CNN-32")
+    return save(fig, path)
+
+
+def _targets(info: Sequence[Mapping], binary: Sequence[Mapping]) -> str:
+    """What the measured means say about the target (nuisance accuracy falls with beta, task error rises
+    by less), from the smallest beta to the largest."""
+    lines = ["## Targets", ""]
+    error = [_mean(c, "test_error") for c in info]
+    nuisance = [_mean(c, "nuisance_accuracy") for c in info]
+    if len(info) < 2 or None in error or None in nuisance:
+        lines.append("- fewer than two betas measured: no trend to read")
+        return "\n".join(lines)
+    first, last = info[0]["labels"]["beta"], info[-1]["labels"]["beta"]
+    falls = all(b < a for a, b in zip(nuisance, nuisance[1:], strict=False))
+    drop, rise = nuisance[0] - nuisance[-1], error[-1] - error[0]
+    trend = " -> ".join(f"{v:.1f}" for v in nuisance)
+    lines.append(f"- nuisance accuracy falls as beta grows: {'met' if falls else 'not met'} ({trend} %)")
+    lines.append(
+        f"- from beta {first:g} to {last:g} the nuisance accuracy falls by {drop:.1f} points and the task error "
+        f"rises by {rise:.1f}: {'met' if drop > rise else 'not met'}"
+    )
+    for cell in binary:
+        lines.append(
+            f"- binary dropout: task error {format_mean_std(cell['metrics'].get('test_error'), 2)} %, nuisance "
+            f"accuracy {format_mean_std(cell['metrics'].get('nuisance_accuracy'), 1)} %"
+        )
+    rows = [
+        [
+            c["labels"]["beta"],
+            format_mean_std(c["metrics"].get("probe_train_accuracy"), 1),
+            format_mean_std(c["metrics"].get("probe_l2"), 4),
+        ]
+        for c in info
+    ]
+    lines += ["", "The probe (information dropout): accuracy on its training examples and its L2 penalty.", ""]
+    lines.append(markdown_table(["beta", "probe train accuracy (%)", "probe lambda"], rows))
+    return "\n".join(lines)
+
+
+EXPERIMENT = Experiment(
+    NAME,
+    "Information dropout discards nuisances, the more so the larger beta: on Occluded CIFAR (a CIFAR-10 image "
+    "with an MNIST digit painted over it) All-CNN-32 with information dropout at its two stride-2 layers over "
+    "a range of beta, and binary dropout; the task error and the accuracy of a linear probe reading the "
+    "occluding digit from the frozen representation (the encoder's output, noise off).",
+    build,
+    columns,
+    report,
+)
