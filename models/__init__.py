@@ -5,6 +5,7 @@ and likelihoods, and their assembly with an encoder into a Pyro (model, guide) p
 from . import kl  # noqa: F401  (registers the analytic KL divergences)
 from .bottleneck import REPRESENTATION, TARGET, InformationBottleneck, Layout
 from .heads import AllCNNHead, ConvDecoder, LinearHead, MLPDecoder
+from .kl import loguniform_kl
 from .likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -13,7 +14,6 @@ from .likelihoods import (
     Likelihood,
     make_likelihood,
 )
-from .kl import loguniform_kl
 from .priors import (
     KL_CONVENTIONS,
     PRIORS,

@@ -1,19 +1,54 @@
 """The README's code runs as written."""
 
+import math
 import re
 from pathlib import Path
+
+import pyro
+import torch
+
+from infodropout.models import unregister_prior
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def _blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _run(block: str) -> dict:
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    return namespace
+
+
 def test_readme_python_example_runs():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "the README shows a Python example"
-    for block in blocks:
-        namespace: dict = {}
-        exec(compile(block, str(README), "exec"), namespace)
-        assert set(namespace["info"]) == {"z1", "z2"}
-        assert namespace["probs"].shape == (128, 10)
+    blocks = _blocks()
+    assert len(blocks) == 2, "the README shows the Pyro example and the plug-in prior"
+    namespace = _run(blocks[0])
+    assert set(namespace["info"]) == {"z1", "z2"}
+    assert namespace["probs"].shape == (128, 10)
+
+
+def test_the_plain_pyro_example_trains_twice_in_one_process():
+    """Stock SVI takes each model's parameters from Pyro's param store: the second model must get its own."""
+    first, second = _run(_blocks()[0]), _run(_blocks()[0])  # the param store is not cleared in between
+    store = pyro.get_param_store()
+    assert (first["ib"].name, second["ib"].name) == ("ib", "ib_1")
+    for ns in (first, second):
+        for path, param in ns["ib"].guide.named_parameters():
+            assert store[f"{ns['ib'].name}.guide$$${path}"] is param  # what SVI updates is this model's own
+
+
+def test_the_plugin_prior_example_registers_and_trains_with_a_monte_carlo_kl():
+    try:
+        namespace = _run(_blocks()[1])
+        losses, info = namespace["losses"], namespace["info"]
+        assert all(math.isfinite(v) for v in losses) and sum(losses[-5:]) < sum(losses[:5])
+        assert set(info) == {"z"} and info["z"].shape == (100,) and torch.isfinite(info["z"]).all()
+        assert type(namespace["ib"].model.priors[0]).__name__ == "LogLaplacePrior"
+    finally:
+        unregister_prior("log-laplace")
 
 
 def test_readme_states_the_two_commands():

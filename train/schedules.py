@@ -57,6 +57,8 @@ def beta_at(step: int, beta: float, warmup_steps: int) -> float:
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lrs: Sequence[float], factor: float) -> None:
     """Set every group's learning rate to ``base * factor``, in place where it is a tensor (no sync)."""
+    # Not torch.optim.lr_scheduler: its schedulers advance one call at a time from state they keep (recursively,
+    # from the current lr), while a resumed run and a captured graph's device lr tensor need the factor of any step.
     for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
         if isinstance(group["lr"], torch.Tensor):
             group["lr"].fill_(base * factor)
