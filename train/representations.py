@@ -184,10 +184,12 @@ class Encoding:
 
     ``representation (N, D)`` is read as ``kind``; ``loc``, ``scale`` ``(N, D)`` are the posterior's
     parameters in ``space`` (``log z`` for a log-normal latent, ``z`` for a Gaussian), where it is
-    ``Normal(loc, scale**2)`` elementwise, and ``sample (N, D)`` one draw from it. ``kl (N, D)`` holds
-    the KL divergence of each dimension against the prior (exact for factorised priors; marginal for
-    a correlated one, see :func:`kl_divergences`), ``kl_joint (N,)`` the site's KL; ``kl_analytic`` says
-    whether they are analytic or Monte Carlo estimates (a plug-in prior without a registered KL).
+    ``Normal(loc, scale**2)`` elementwise (for a log-normal latent ``loc = log max(f(x), 1e-4)``, the floor
+    of the KLs, so a ReLU unit that is off sits at ``log 1e-4``), and ``sample (N, D)`` one draw from it.
+    ``kl (N, D)`` holds the KL divergence of each dimension against the prior (exact for factorised
+    priors; marginal for a correlated one, see :func:`kl_divergences`), ``kl_joint (N,)`` the site's KL;
+    ``kl_analytic`` says whether they are analytic or Monte Carlo estimates (a plug-in prior without a
+    registered KL). The KL fields are None unless :func:`encode` was asked for them.
     """
 
     representation: np.ndarray

@@ -39,8 +39,8 @@ def psis_log_likelihood(log_weights, *, reff: float = 1.0, khat_threshold: float
     order statistics of a generalized Pareto distribution fitted to them (and truncated at the largest
     raw weight). The fitted shape k-hat says how heavy the weights' tail is, i.e. how far the guide is
     from the posterior: below 0.5 the estimate converges fast; above 0.7 (``khat_threshold``) it is not
-    reliable, since the weights' variance is practically infinite. With fewer than about 25 samples
-    there is no tail to fit: k-hat is ``inf`` and the weights are left as they are.
+    reliable, since the weights' variance is practically infinite. With fewer than 21 samples (at
+    ``reff=1``) there is no tail of more than 4 to fit: k-hat is ``inf`` and the weights are left as they are.
 
     :param log_weights: ``(K, N)`` log importance weights, K samples of each of N images.
     :param float reff: relative efficiency of the samples (1 for independent draws from the guide).
