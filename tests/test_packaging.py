@@ -1,6 +1,7 @@
 """The declared dependencies are what the package imports at run time: no more, no less."""
 
 import ast
+import functools
 import importlib.metadata
 import sys
 from pathlib import Path
@@ -36,10 +37,14 @@ def _imports() -> dict[str, set[str]]:
     return found
 
 
+@functools.cache
+def _installed() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def _distribution(module: str) -> str:
     """The distribution that installs ``module`` (its own name where it is not installed here)."""
-    names = importlib.metadata.packages_distributions().get(module, [module])
-    return canonicalize_name(names[0])
+    return canonicalize_name(_installed().get(module, [module])[0])
 
 
 def _declared():

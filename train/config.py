@@ -129,6 +129,7 @@ class TrainConfig:
         _at_least("weight_decay", self.weight_decay, 0)
         _at_least("momentum", self.momentum, 0)
         _at_least("log_every", self.log_every, 1, integer=True)
+        _at_least("seed", self.seed, 0, integer=True)  # seeds are mixed by NumPy's SeedSequence: nonnegative
         _at_least("recalibrate_batches", self.recalibrate_batches, 0, integer=True)
         _at_least("eval_samples", self.eval_samples, 0, integer=True)
         _positive("gamma", self.gamma)
@@ -263,7 +264,7 @@ def _finite_number(value) -> bool:
 
 
 def _at_least(name, value, low, integer=False):
-    if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+    if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or not value >= low):
         raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
     if not _finite_number(value) or not value >= low:
         raise ValueError(f"{name}={value!r}: expected a number >= {low}")

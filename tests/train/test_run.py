@@ -379,7 +379,7 @@ def test_a_config_with_tuples_from_python_resumes_and_evaluates_through_its_chec
 
 def test_a_nan_before_the_first_checkpoint_says_so_and_leaves_a_usable_directory(tmp_path, capsys):
     run = tmp_path / "run"
-    trainer = Trainer.start(_config(epochs=2, log_every=5), run, **_quiet())
+    trainer = Trainer.start(_config(epochs=1, log_every=5), run, **_quiet())
     trainer.data.train = _Poisoned(trainer.data.train, bad_epoch=0)
     with pytest.raises(NonFiniteLoss) as err:
         trainer.fit()
@@ -393,7 +393,7 @@ def test_a_nan_before_the_first_checkpoint_says_so_and_leaves_a_usable_directory
     resumed = Trainer.from_run_dir(run, **_quiet())
     assert (resumed.epoch, resumed.global_step) == (0, 0)
     resumed.fit()
-    whole = Trainer.start(_config(epochs=2, log_every=5), tmp_path / "whole", **_quiet())
+    whole = Trainer.start(_config(epochs=1, log_every=5), tmp_path / "whole", **_quiet())
     whole.fit()
     _same_state(whole, resumed)
     # or reused by train --out
