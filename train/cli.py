@@ -1,11 +1,12 @@
-"""The ``infodropout`` command line: train, eval, resume, bench, demo."""
+"""The ``infodropout`` command line: train, eval, resume, bench, demo, reproduce, compare-priors."""
 
 import argparse
 import json
 import sys
 from pathlib import Path
 
-from infodropout.guides.layers import ACTIVATIONS, KINDS
+from infodropout.guides.encoders import MLP_KINDS
+from infodropout.guides.layers import ACTIVATIONS
 from infodropout.models.likelihoods import LIKELIHOODS
 from infodropout.models.priors import KL_CONVENTIONS, PRIORS
 
@@ -38,7 +39,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="new run directory (never overwritten)")
     p.add_argument("--config", type=Path, help="a .json or .toml file of options (applied before the flags)")
     p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--dropout", choices=KINDS, help="kind of noise in the noisy layers")
+    p.add_argument("--dropout", choices=MLP_KINDS, help="kind of noise in the noisy layers ('vib': MLP only)")
     # not choices=: a plugin (--plugin) may register more priors; the config checks the name against the registry
     p.add_argument(
         "--prior", metavar="NAME", help=f"a registered prior: {', '.join(PRIORS)}, or one a --plugin registers"
@@ -75,6 +76,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--milestones", type=_positive_int, nargs="*")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument(
+        "--binarize", action=argparse.BooleanOptionalAction, default=None, help="autoencoders: binarised pixels"
+    )
     p.add_argument("--num-train", type=_positive_int, dest="num_train", help="use N training examples")
     p.add_argument("--num-test", type=_positive_int, dest="num_test")
     p.add_argument("--seed", type=int)
@@ -87,7 +91,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = (
     "dataset dropout prior kl_convention beta beta_warmup_epochs epochs width hidden activation alpha_max latent "
-    "likelihood z_dim batch_size optimizer lr weight_decay schedule milestones augment num_train num_test seed "
+    "likelihood z_dim batch_size optimizer lr weight_decay schedule milestones augment binarize num_train num_test "
+    "seed "
     "device precision cuda_graph channels_last data_dir plugins"
 ).split()
 
@@ -114,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir_argument(p)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, default=None, help="also keep the two runs in this new directory")
+    from .studies.cli import add_parsers
+
+    add_parsers(sub)  # reproduce, compare-priors
     return parser
 
 
@@ -181,16 +189,34 @@ def _demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "resume": _resume, "eval": _eval, "bench": _bench, "demo": _demo}
+def _study(args) -> int:
+    from .studies.cli import COMMANDS as STUDY_COMMANDS
+
+    return STUDY_COMMANDS[args.command](args)
+
+
+COMMANDS = {
+    "train": _train,
+    "resume": _resume,
+    "eval": _eval,
+    "bench": _bench,
+    "demo": _demo,
+    "reproduce": _study,
+    "compare-priors": _study,
+}
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .run import Interrupted
+    from .studies.runner import StudyInterrupted
 
     try:
         return COMMANDS[args.command](args)
+    except StudyInterrupted as stop:
+        print(f"infodropout {args.command}: {stop}; continue with the same command and --resume", file=sys.stderr)
+        return 130
     except Interrupted as stop:
         print(f"infodropout: {stop}; continue with: infodropout resume {getattr(args, 'out', None) or args.run_dir}")
         return 130

@@ -26,7 +26,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
     import tomli as tomllib
 
-from infodropout.guides.encoders import LATENTS
+from infodropout.guides.encoders import LATENTS, MLP_KINDS
 from infodropout.guides.layers import ACTIVATIONS, KINDS, GaussianLatent, InformationDropout
 from infodropout.models.likelihoods import LIKELIHOODS
 from infodropout.models.priors import KL_CONVENTIONS, PRIORS, priors_for
@@ -77,6 +77,7 @@ class TrainConfig:
     gamma: float = 0.1
     # data
     augment: bool = False
+    binarize: bool = False  # autoencoders: dynamically binarised training images, a fixed binarised test set
     num_train: int | None = None  # use the first N training examples (quick runs)
     num_test: int | None = None
     data_dir: str | None = None
@@ -105,7 +106,7 @@ class TrainConfig:
         self.plugins = import_plugins(self.plugins)
         _choice("dataset", self.dataset, DATASETS)
         _choice("arch", self.arch, ARCHITECTURES)
-        _choice("dropout", self.dropout, KINDS)
+        _choice("dropout", self.dropout, MLP_KINDS if self.arch == "mlp" else KINDS)
         if self.prior is not None:
             _choice("prior", self.prior, PRIORS)
         _choice("kl_convention", self.kl_convention, KL_CONVENTIONS)
@@ -147,6 +148,10 @@ class TrainConfig:
             raise ValueError(f"milestones={self.milestones}: expected positive epoch numbers")
         if self.num_train is not None and self.num_train < self.batch_size:
             raise ValueError(zero_steps_message(self.num_train, self.batch_size))
+        if self.binarize and self.arch not in ("vae", "conv-vae"):
+            raise ValueError(f"binarize=True with arch={self.arch!r}: binarised pixels are the targets of autoencoders")
+        if self.binarize and self.dataset == "dsprites":
+            raise ValueError("binarize=True with dataset='dsprites': dSprites images are binary already")
         return self
 
     def _check_prior_pairing(self) -> None:
@@ -155,6 +160,8 @@ class TrainConfig:
             layer = GaussianLatent.linear(1, 1) if self.latent == "gaussian" else None
             layer = layer or InformationDropout.linear(1, 1, activation="softplus")
             what = f"latent={self.latent!r}"
+        elif self.arch == "mlp" and self.dropout == "vib":
+            layer, what = GaussianLatent.linear(1, 1), "dropout='vib'"
         elif self.dropout == "information" and self.activation in ACTIVATIONS:
             layer = InformationDropout.linear(1, 1, activation=self.activation)
             what = f"activation={self.activation!r}"

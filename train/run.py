@@ -43,6 +43,7 @@ from .engine import (
     restore_batchnorm,
     training_context,
 )
+from .report.tensorboard import EpochScalars
 from .schedules import beta_at, lr_factor, set_lr
 
 EVAL_BATCH = 500
@@ -130,13 +131,16 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
     x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
     x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
     norm = {} if reconstruct else {"mean": ds.mean, "std": ds.std}
-    transform = None
+    augments = []
     if config.augment:
         height = ds.input_shape[1]
-        augments = [datalib.RandomCrop(height, padding=max(1, height // 8))]
+        augments.append(datalib.RandomCrop(height, padding=max(1, height // 8)))
         if config.dataset in datalib.MIRROR_INVARIANT:  # a mirrored digit is another (or no) digit
             augments.append(datalib.RandomHorizontalFlip())
-        transform = datalib.Compose(augments)
+    if config.binarize:  # dynamic binarisation: a fresh draw of every training pixel each epoch
+        augments.append(datalib.Binarize())
+        x_test = datalib.binarized(x_test, seed=config.seed + 1)  # one fixed draw of the test set
+    transform = datalib.Compose(augments) if augments else None
     train = datalib.DeviceLoader(
         x_train, y_train, config.batch_size, True, True, config.seed, transform=transform, **norm
     )
@@ -270,6 +274,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
+        self._scalars: EpochScalars | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, step in epoch) of the last checkpoint
 
     # -- persistence -------------------------------------------------------------------------------
@@ -460,7 +465,12 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
                 self.save()
+                if self.run_dir is not None:  # TensorBoard event files beside metrics.jsonl, where installed
+                    self._scalars = self._scalars or EpochScalars(self.run_dir)
+                    self._scalars.write(record)
                 self.log(format_record(record))
+        if self._scalars is not None:
+            self._scalars.close()
         return self.finish()
 
     def finish(self) -> dict:

@@ -15,7 +15,7 @@ from .cifar import CIFAR10_CLASSES, load_cifar10
 from .cluttered import make_cluttered
 from .dsprites import DSprites, DSpritesLoader, load_dsprites
 from .idx import Splits, load_idx_dataset, read_idx
-from .loader import Compose, DeviceLoader, RandomCrop, RandomHorizontalFlip
+from .loader import Binarize, Compose, DeviceLoader, RandomCrop, RandomHorizontalFlip, binarized
 from .occluded import make_occluded
 from .paths import (
     DataCorruptError,
@@ -29,6 +29,7 @@ from .paths import (
 from .registry import DATASETS, MIRROR_INVARIANT, data_roots, get_dataset
 
 __all__ = [
+    "Binarize",
     "CIFAR10_CLASSES",
     "DATASETS",
     "MIRROR_INVARIANT",
@@ -46,6 +47,7 @@ __all__ = [
     "Splits",
     "TensorImageDataset",
     "add_data_dir_argument",
+    "binarized",
     "cache_dir",
     "channel_stats",
     "check_data_dir",

@@ -81,6 +81,22 @@ class RandomHorizontalFlip:
         return torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, C, H, W)
 
 
+class Binarize:
+    """Each pixel value in [0, 1] becomes 1 with that probability, else 0 (dynamic binarisation, as for
+    the binarised-MNIST likelihoods of VAEs), independently per pixel and draw."""
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.bernoulli(x, generator=generator)  # (B, C, H, W) of 0s and 1s
+
+
+def binarized(x: Tensor, seed: int) -> Tensor:
+    """One fixed binarisation of uint8 images ``(N, C, H, W)``: pixel ``v`` is 255 with probability ``v / 255``,
+    else 0, drawn on the CPU from ``seed`` (the same images on every device)."""
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.rand(x.shape, generator=generator)  # (N, C, H, W) on the CPU
+    return ((u * 255 < x.cpu().float()).to(torch.uint8) * 255).to(x.device)
+
+
 class Compose:
     """Apply augmentations in order, all drawing from the same generator."""
 

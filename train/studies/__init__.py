@@ -7,7 +7,7 @@
 - one module per experiment of the paper: :data:`EXPERIMENTS` by name.
 """
 
-from . import cifar_widths, cluttered, mnist_sizes, occluded
+from . import cifar_widths, cluttered, mnist_sizes, occluded, priors
 from .experiment import Column, Experiment, StudyOptions, run_experiment, select
 from .runner import MEASURES, RunSpec, Study, StudyInterrupted, StudyResult, measure, run_study
 
@@ -15,8 +15,11 @@ from .runner import MEASURES, RunSpec, Study, StudyInterrupted, StudyResult, mea
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e for e in (mnist_sizes.EXPERIMENT, cifar_widths.EXPERIMENT, cluttered.EXPERIMENT, occluded.EXPERIMENT)
 }
+#: The priors study of ``infodropout compare-priors``.
+COMPARE_PRIORS: Experiment = priors.EXPERIMENT
 
 __all__ = [
+    "COMPARE_PRIORS",
     "EXPERIMENTS",
     "MEASURES",
     "Column",

@@ -1,4 +1,4 @@
-"""The study commands of the command line: ``reproduce`` (the paper's experiments)."""
+"""The study commands of the command line: ``reproduce`` (the paper's experiments) and ``compare-priors``."""
 
 import argparse
 from pathlib import Path
@@ -24,11 +24,24 @@ def grid_option(text: str) -> tuple[str, list[str]]:
     return axis, [v for v in values.split(",") if v]
 
 
-def add_study_options(p: argparse.ArgumentParser) -> None:
+def csv_list(convert):
+    """``A,B,C`` -> ``[convert(A), convert(B), convert(C)]``."""
+
+    def parse(text: str) -> list:
+        try:
+            return [convert(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
     """The options every study command takes."""
     p.add_argument("--out", required=True, type=Path, help="the study directory (never overwritten)")
     p.add_argument("--seeds", type=positive_int, help="seeds per cell (default: the experiment's)")
-    p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
+    if epochs:
+        p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
     p.add_argument("--quick", action="store_true", help="a smoke test: tiny grid, tiny data, one epoch")
     p.add_argument("--jobs", type=positive_int, default=1, help="runs at once (local worker processes)")
     p.add_argument(
@@ -52,6 +65,24 @@ def add_parsers(sub) -> None:
     p.add_argument("experiment", choices=list(EXPERIMENTS), help="the experiment")
     add_study_options(p)
 
+    from infodropout.train.metrics import METRICS, SETTINGS
+    from infodropout.train.representations import KINDS
+
+    p = sub.add_parser("compare-priors", help="compare priors for disentanglement on dSprites (a study)")
+    p.add_argument("--dataset", choices=("dsprites",), default="dsprites", help="data with known factors")
+    p.add_argument("--priors", type=csv_list(str), help="registered prior names (default: %(default)s)")
+    p.add_argument("--betas", type=csv_list(float), help="KL weights per example, e.g. 1,2,4,8")
+    p.add_argument("--steps", type=positive_int, help="optimiser steps per run (default: 300000)")
+    p.add_argument("--metrics", type=csv_list(str), help=f"of: {', '.join(METRICS)}")
+    p.add_argument("--metric-settings", choices=list(SETTINGS), dest="metric_settings", help="points per metric")
+    p.add_argument("--representation", choices=list(KINDS), help="how a latent is read (default: log-location)")
+    p.add_argument("--no-likelihood", action="store_false", dest="likelihood", help="skip the PSIS log-likelihood")
+    p.add_argument(
+        "--plugin", action="append", default=[], dest="plugins", metavar="MODULE_OR_FILE",
+        help="a module or .py file registering priors (imported in every run)",
+    )  # fmt: skip
+    add_study_options(p, epochs=False)
+
 
 def study_options(args, **extra):
     from .experiment import StudyOptions
@@ -61,7 +92,7 @@ def study_options(args, **extra):
         grid.setdefault(axis, []).extend(values)
     return StudyOptions(
         seeds=args.seeds,
-        epochs=args.epochs,
+        epochs=getattr(args, "epochs", None),
         quick=args.quick,
         device=args.device,
         data_dir=None if args.data_dir is None else str(args.data_dir),
@@ -93,4 +124,24 @@ def reproduce(args) -> int:
     return 0
 
 
-COMMANDS = {"reproduce": reproduce}
+def compare_priors(args) -> int:
+    from infodropout.models.priors import PRIORS  # noqa: F401  (the registry, before plugins add to it)
+    from infodropout.train.config import import_plugins
+
+    from . import COMPARE_PRIORS
+
+    extra = {
+        "priors": args.priors,
+        "betas": args.betas,
+        "steps": args.steps,
+        "metrics": args.metrics,
+        "metric_settings": args.metric_settings,
+        "representation": args.representation,
+        "likelihood": args.likelihood,
+        "plugins": import_plugins(args.plugins),
+    }
+    execute(COMPARE_PRIORS, args, study_options(args, **{k: v for k, v in extra.items() if v is not None}))
+    return 0
+
+
+COMMANDS = {"reproduce": reproduce, "compare-priors": compare_priors}

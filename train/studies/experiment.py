@@ -70,6 +70,7 @@ class Experiment:
     :param columns: ``study -> [Column]``: the main table's metric columns.
     :param report: ``(results, out) -> [markdown sections]``: figures and extra tables from
         ``results.json``'s content (a dict); it writes figures under ``out/figures``.
+    :param report_name: the Markdown report's file name in the study directory.
     """
 
     name: str
@@ -77,6 +78,7 @@ class Experiment:
     build: Callable[[StudyOptions], Study]
     columns: Callable[[Study], Sequence[Column]]
     report: Callable[[dict, Path], list[str]] | None = None
+    report_name: str = "results.md"
 
 
 def select(study: Study, grid: Mapping[str, Sequence[str]]) -> Study:
@@ -149,7 +151,8 @@ def run_experiment(
         show_progress=show_progress,
     )
     results = write_results(experiment, outcome, time.perf_counter() - started)
-    log(f"{study.name}: {len(outcome.results)} of {len(study.runs)} runs finished; wrote {Path(out) / 'results.md'}")
+    report = Path(out) / experiment.report_name
+    log(f"{study.name}: {len(outcome.results)} of {len(study.runs)} runs finished; wrote {report}")
     if outcome.failures:
         log(f"{study.name}: {len(outcome.failures)} runs failed: " + "; ".join(outcome.failures))
     return results
@@ -176,7 +179,7 @@ def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) 
     sections = experiment.report(results, out) if experiment.report else []
     results["figures"] = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
     write_json(out / "results.json", json.loads(json.dumps(results, default=str)))
-    atomic_write_text(out / "results.md", render_markdown(results, columns, sections))
+    atomic_write_text(out / experiment.report_name, render_markdown(results, columns, sections))
     return results
 
 

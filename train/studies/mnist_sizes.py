@@ -20,7 +20,7 @@ METHODS = {
     "information": dict(dropout="information"),  # ReLU, log-uniform prior, the preset's beta 3/60000
     "binary": dict(dropout="binary", p=0.5),
     "gaussian": dict(dropout="gaussian", p=0.5),
-    # "vib" is added with the Deep VIB encoder option
+    "vib": dict(dropout="vib", beta=1e-3),  # Deep VIB: Gaussian last layer, N(0, 1) prior, Alemi's beta 1e-3
 }
 
 

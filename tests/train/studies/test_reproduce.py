@@ -1,0 +1,108 @@
+"""The study commands end to end in their quick modes: the files they write, and bad input."""
+
+import json
+
+import pytest
+
+from infodropout.train.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(path):
+    assert path.is_file() and path.read_bytes()[:8] == PNG, path
+
+
+def test_reproduce_mnist_sizes_quick_writes_tables_and_a_figure(tmp_path, data_dir, capsys):
+    out = tmp_path / "sizes"
+    args = ["reproduce", "mnist-sizes", "--quick", "--device", "cpu", "--out", str(out), "--grid", "width=16"]
+    assert main([*args, "--data-dir", str(data_dir)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    cells = {c["labels"]["method"]: c for c in results["cells"]}
+    assert set(cells) == {"information", "binary", "gaussian", "vib"}
+    for method, cell in cells.items():
+        run = json.loads((out / "runs" / f"{method}-w16-s0" / "metrics.json").read_text())
+        assert cell["metrics"]["test_error"]["values"] == [run["test_error"]]
+    assert set(cells["information"]["metrics"]) >= {"kl_total", "kl_total_exact", "kl_total_authors"}
+    assert "kl_per_layer.z3" in cells["vib"]["metrics"] and "kl_total" not in cells["binary"]["metrics"]
+    table = (out / "results.md").read_text()
+    assert "| information | 16 |" in table and "## Information per layer" in table
+    _png(out / "figures" / "test_error_vs_width.png")
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("[") and "test_error" in line for line in lines) == 4
+
+
+def test_reproduce_cifar_widths_quick(tmp_path, data_dir):
+    out = tmp_path / "cifar"
+    assert main(["reproduce", "cifar-widths", "--quick", "--device", "cpu", "--out", str(out),
+                 "--data-dir", str(data_dir)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert {c["labels"]["method"] for c in results["cells"]} == {"information", "binary"}
+    _png(out / "figures" / "test_error_vs_width.png")
+
+
+def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(tmp_path):
+    from infodropout.train.metrics.psis import read_results
+
+    out = tmp_path / "priors"
+    args = ["compare-priors", "--quick", "--device", "cpu", "--out", str(out), "--priors", "factorised,correlated"]
+    assert main([*args, "--betas", "4"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {(c["labels"]["prior"], c["labels"]["beta"]) for c in results["cells"]} == {
+        ("factorised", 4.0),
+        ("correlated", 4.0),
+    }
+    run = out / "runs" / "factorised-b4-s0"
+    measured = json.loads((run / "disentanglement.json").read_text())
+    values = json.loads((run / "result.json").read_text())["values"]
+    assert values["mig"] == measured["metrics"]["mig"]["all"]["mig"]
+    assert values["mig_no_shape"] == measured["metrics"]["mig"]["no-shape"]["mig"]
+    assert measured["factor_sets"]["no-shape"] == ["scale", "orientation", "posX", "posY"]
+    saved = read_results(run / "log_likelihood.nc")
+    assert saved["log_weights"].shape == (20, 50) and values["log_likelihood"] == pytest.approx(
+        saved["log_likelihood"].mean()
+    )
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "Best MIG of the study (target >= 0.30)" in report
+    assert "## Held-out log-likelihood (PSIS)" in report and "## KL per latent dimension" in report
+    for name in ("mig_vs_beta", "total_correlation_vs_beta", "traversals_factorised_beta4",
+                 "mutual_information_correlated_beta4", "kl_per_dim_beta4"):  # fmt: skip
+        _png(out / "figures" / f"{name}.png")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["compare-priors", "--quick", "--priors", "factorised,gamma"],
+            "--priors: unknown 'gamma'; registered priors:",
+        ),
+        (["compare-priors", "--quick", "--metrics", "mig,beauty"], "metrics: unknown 'beauty'; expected some of"),
+        (["compare-priors", "--quick", "--priors", "log-uniform"], "--priors log-uniform: an improper prior"),
+        (["reproduce", "mnist-sizes", "--quick", "--grid", "depth=3"], "has no axis 'depth'; its axes: method, width"),
+    ],
+)
+def test_bad_study_input_is_a_one_line_error_before_any_run(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_missing_data_is_named_before_any_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("INFODROPOUT_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("INFODROPOUT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["reproduce", "mnist-sizes", "--quick", "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST not found" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_a_directory_of_another_study_is_refused(tmp_path, data_dir, capsys):
+    out = tmp_path / "out"
+    common = ["--quick", "--device", "cpu", "--out", str(out), "--data-dir", str(data_dir)]
+    assert main(["reproduce", "mnist-sizes", *common, "--grid", "width=16", "--grid", "method=binary"]) == 0
+    capsys.readouterr()
+    assert main(["reproduce", "cifar-widths", *common, "--resume"]) == 2
+    assert "holds the study 'mnist-sizes', not 'cifar-widths'" in capsys.readouterr().err
