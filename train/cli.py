@@ -114,11 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, help="subset of: mlp, allcnn32")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed steps per variant")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bench.json")
-    p = sub.add_parser("demo", help="information vs binary dropout on MNIST (or scikit-learn digits)")
-    p.add_argument("--epochs", type=_positive_int, default=3)
+    p = sub.add_parser(
+        "demo", help="information vs binary dropout on MNIST (or scikit-learn digits), and a small priors study"
+    )
+    p.add_argument("--epochs", type=_positive_int, default=2, help="epochs of each classifier")
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps of each priors-study VAE")
+    p.add_argument("--quick", action="store_true", help="the priors study as a smoke test")
     add_data_dir_argument(p)
     p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--out", type=Path, default=None, help="also keep the two runs in this new directory")
+    p.add_argument("--out", type=Path, default=None, help="a new directory for the runs (default: runs/demo[-N])")
     from .studies.cli import add_parsers
 
     add_parsers(sub)  # reproduce, compare-priors
@@ -183,9 +187,12 @@ def _bench(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .demo import DEMO_STEPS, run_demo
 
-    run_demo(epochs=args.epochs, data_dir=args.data_dir, device=args.device, out=args.out)
+    steps = args.steps or (4 if args.quick else DEMO_STEPS)
+    run_demo(
+        epochs=args.epochs, data_dir=args.data_dir, device=args.device, out=args.out, steps=steps, quick=args.quick
+    )
     return 0
 
 

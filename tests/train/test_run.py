@@ -327,10 +327,19 @@ def test_the_gpu_targets_are_read_from_a_bench_result():
 def test_cli_demo_falls_back_to_digits_without_mnist(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("INFODROPOUT_DATA", str(tmp_path / "empty"))
     monkeypatch.setenv("INFODROPOUT_CACHE", str(tmp_path / "cache"))
-    assert main(["demo", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "demo")]) == 0
+    demo = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--quick", "--device", "cpu", "--out", str(demo)]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "information" in out and "binary" in out
-    assert (tmp_path / "demo" / "information" / "metrics.json").is_file()
+    assert (demo / "classifiers" / "information" / "metrics.json").is_file()
+    # the priors study's table, then where its report is
+    priors = json.loads((demo / "priors" / "results.json").read_text())
+    assert {c["labels"]["prior"] for c in priors["cells"]} == {"factorised", "correlated", "normal"}
+    table = out.split("prior ")[-1]
+    for cell in priors["cells"]:
+        assert f"{cell['labels']['prior']:<22}{cell['metrics']['mig']['mean']:>11.3f}" in table
+    assert out.rstrip().splitlines()[-1] == f"report: {demo / 'priors' / 'report.md'}   runs: {demo}"
+    assert (demo / "priors" / "report.md").is_file()
 
 
 # -- hardening: every bad input a clear error, every run directory usable (issue 8) ------------------------------
