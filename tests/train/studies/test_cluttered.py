@@ -124,15 +124,17 @@ def test_the_grids_follow_the_device_and_restrict_by_beta():
     cpu = exp.build(StudyOptions(device="cpu"))
     assert cpu.settings["size"] == "cpu" and len(cpu.runs) == len(exp.CPU.betas) * exp.CPU.seeds
     config = cpu.runs[0].config
-    assert (config.width, config.num_train, config.num_test, config.epochs) == (0.25, 4000, 1000, 6)
-    assert config.milestones == [2, 4] and config.alpha_max == 1.0 and config.arch == "allcnn96"
+    assert (config.width, config.num_train, config.num_test, config.epochs) == (0.25, 12_000, 1000, 10)
+    assert (config.batch_size, config.optimizer, config.lr, config.milestones) == (32, "adam", 1e-3, [4, 8])
+    assert config.alpha_max == 1.0 and config.arch == "allcnn96" and config.recalibrate_batches == 20
     assert all(r.measure == exp.MEASURE for r in cpu.runs)
     paper = exp.build(StudyOptions(device="cpu", extra={"size": "paper"}))
     config = paper.runs[0].config
     assert (config.width, config.num_train, config.epochs, config.milestones) == (1.0, None, 80, [30, 60])
+    assert (config.batch_size, config.optimizer, config.lr) == (128, "sgd", 0.01)  # the preset's
     assert [r.labels["beta"] for r in paper.runs] == [b for b in exp.PAPER.betas for _ in range(exp.PAPER.seeds)]
-    chosen = select(cpu, {"beta": ["0.0001"]})
-    assert [r.name for r in chosen.runs] == ["beta0.0001-s0"]
+    chosen = select(cpu, {"beta": ["1e-05"]})
+    assert [r.name for r in chosen.runs] == ["beta1e-05-s0"]
     with pytest.raises(ValueError, match="cluttered: size='huge': expected one of cpu, paper"):
         exp.build(StudyOptions(extra={"size": "huge"}))
     with pytest.raises(ValueError, match=r"cluttered: unknown option\(s\) \['betas'\]"):
@@ -182,3 +184,24 @@ def test_information_needs_a_noise_draw_only_past_the_first_layer(network):
     assert torch.equal(first["z1"], second["z1"])  # alpha of z1 depends on x alone
     with sampling(False):  # the maps force the noise on, whatever the caller asks
         assert_close(exp.information_maps(network, x)["z1"], first["z1"])
+
+
+def _cell(beta, **means):
+    return {
+        "labels": {"beta": beta},
+        "metrics": {k.replace("_", "."): {"mean": v, "std": None} for k, v in means.items()},
+    }
+
+
+def test_the_targets_section_reads_the_ratios_it_is_given():
+    cells = [
+        _cell(1e-6, ratio_z1=1.5, ratio_z2=2.0, ratio_z3=1.1, ratio_z4=1.2),
+        _cell(1e-5, ratio_z1=2.5, ratio_z2=0.9, ratio_z3=1.1, ratio_z4=1.3),
+    ]
+    lines = exp._targets(cells).splitlines()
+    assert "- ratio > 1 at every noisy layer and beta: not met: z2 at beta 1e-05 (0.90)" in lines
+    assert "- z1 increasing with beta: met (1.50 -> 2.50)" in lines
+    assert "- z2 increasing with beta: not met (2.00 -> 0.90)" in lines
+    assert "- z3 increasing with beta: not met (1.10 -> 1.10)" in lines  # equal is not increasing
+    assert "- z4 increasing with beta: met (1.20 -> 1.30)" in lines
+    assert "- ratio > 1 at every noisy layer and beta: met" in exp._targets(cells[:1])

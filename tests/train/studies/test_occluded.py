@@ -90,7 +90,8 @@ def test_the_grids_hold_binary_dropout_and_a_beta_axis_with_zero():
     binary = configs["binary-s0"]
     assert (binary.dropout, binary.p, binary.dataset, binary.arch) == ("binary", 0.5, "occluded-cifar", "allcnn32")
     info = configs["information-beta0.001-s0"]
-    assert (info.beta, info.width, info.num_train, info.num_test, info.epochs) == (1e-3, 0.25, 5000, 2000, 5)
+    assert (info.beta, info.width, info.num_train, info.num_test, info.epochs) == (1e-3, 0.25, 20_000, 2000, 8)
+    assert (info.batch_size, info.milestones) == (100, [3, 5, 6])
     assert (info.optimizer, info.lr, info.weight_decay, info.alpha_max) == ("sgd", 0.05, 1e-3, 0.7)
     paper = exp.build(StudyOptions(device="cpu", extra={"size": "paper"}))
     config = paper.runs[0].config
@@ -115,6 +116,7 @@ def test_the_quick_study_writes_its_table_and_figure(tmp_path, data_dir):
     for run in results["runs"]:
         values = run["values"]
         assert 0 <= values["nuisance_accuracy"] <= 100 and 0 < values["nuisance_chance"] < 50
+        assert 0 <= values["nuisance_accuracy_noisy"] <= 100
         assert values["probe_l2"] in exp.L2_GRID
         assert values["representation_size"] == 10 * 8 * 8  # width 0.05: 10 channels of 8x8
         assert (values.get("kl_total") is None) == (run["labels"]["method"] == "binary")
@@ -147,3 +149,30 @@ def test_the_evaluation_context_restores_the_batch_norm_statistics_and_the_mode(
         changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
         assert changed and all("running" in k or "num_batches" in k for k in changed)
     assert ib.training and all(torch.equal(v, before[k]) for k, v in ib.state_dict().items())
+
+
+def _cell(method, beta=None, **means):
+    labels = {"method": method} if beta is None else {"method": method, "beta": beta}
+    return {"labels": labels, "metrics": {k: {"mean": v, "std": None, "values": [v]} for k, v in means.items()}}
+
+
+def test_the_targets_section_compares_the_fall_of_the_nuisance_with_the_rise_of_the_error():
+    info = [
+        _cell("information", 0.0, test_error=40.0, nuisance_accuracy=30.0, probe_l2=0.1),
+        _cell("information", 1e-3, test_error=42.0, nuisance_accuracy=25.0, probe_l2=1.0),
+        _cell("information", 1e-2, test_error=45.0, nuisance_accuracy=20.0, probe_l2=1.0),
+    ]
+    binary = [_cell("binary", test_error=41.0, nuisance_accuracy=28.0)]
+    lines = exp._targets(info, binary).splitlines()
+    assert "- nuisance accuracy falls as beta grows: met (30.0 -> 25.0 -> 20.0 %)" in lines
+    assert (
+        "- from beta 0 to 0.01 the nuisance accuracy falls by 10.0 points and the task error rises by 5.0: met" in lines
+    )
+    assert "- binary dropout: task error 41.00 %, nuisance accuracy 28.0 %" in lines
+    assert "| 0.001 | – | 1 |" in lines  # the probe's penalty per seed
+    info[1]["metrics"]["nuisance_accuracy"]["mean"] = 31.0
+    info[2]["metrics"]["test_error"]["mean"] = 52.0
+    lines = exp._targets(info, binary).splitlines()
+    assert "- nuisance accuracy falls as beta grows: not met (30.0 -> 31.0 -> 20.0 %)" in lines
+    assert lines[-1].startswith("| 0.01 |")
+    assert any(line.endswith("falls by 10.0 points and the task error rises by 12.0: not met") for line in lines)
