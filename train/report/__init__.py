@@ -6,6 +6,6 @@
 - :mod:`.tensorboard`: per-epoch scalars of a run as TensorBoard event files (optional extra).
 """
 
-from .tables import aggregate, flatten, format_mean_std, markdown_table, summarise
+from .tables import aggregate, flatten, format_mean_std, markdown_table, series, summarise
 
-__all__ = ["aggregate", "flatten", "format_mean_std", "markdown_table", "summarise"]
+__all__ = ["aggregate", "flatten", "format_mean_std", "markdown_table", "series", "summarise"]

@@ -69,6 +69,17 @@ def aggregate(runs: Iterable[Mapping], metrics: Sequence[str] | None = None) -> 
     return out
 
 
+def series(cells: Iterable[Mapping], by: str, x: str, metric: str) -> dict[str, list[tuple[float, dict]]]:
+    """The cells' summaries of ``metric`` as one series per value of the label ``by``, against the label
+    ``x``: ``{by value: [(x value, summary), ...]}`` (the input of ``figures.line_plot``); cells without
+    the metric are left out."""
+    out: dict[str, list[tuple[float, dict]]] = {}
+    for cell in cells:
+        if metric in cell["metrics"]:
+            out.setdefault(str(cell["labels"][by]), []).append((cell["labels"][x], cell["metrics"][metric]))
+    return out
+
+
 def format_mean_std(summary: Mapping | None, digits: int = 2, scale: float = 1.0) -> str:
     """``"1.23 ± 0.05"`` (or ``"1.23"`` for one seed, ``"–"`` when missing), values times ``scale``."""
     if not summary or summary.get("mean") is None:

@@ -8,6 +8,7 @@ compressed to N epochs (milestones at the same fractions), for CPU-sized checks 
 
 from infodropout.train.config import PRESETS, resolve
 from infodropout.train.report.figures import line_plot
+from infodropout.train.report.tables import series
 
 from .experiment import Column, Experiment, StudyOptions
 from .mnist_sizes import scaled_milestones
@@ -51,12 +52,9 @@ def columns(study: Study) -> list[Column]:
 
 
 def report(results: dict, out) -> list[str]:
-    series: dict[str, list] = {}
-    for cell in results["cells"]:
-        series.setdefault(cell["labels"]["method"], []).append((cell["labels"]["width"], cell["metrics"]["test_error"]))
     line_plot(
         out / "figures" / "test_error_vs_width.png",
-        series,
+        series(results["cells"], "method", "width", "test_error"),
         "fraction of All-CNN-32's filters",
         "test error (%)",
         "CIFAR-10 (JPEG copy), All-CNN-32",

@@ -7,6 +7,7 @@ method (the ``mnist-mlp`` preset's Adam 1e-3, batch 100, lr x0.1 at one and two 
 
 from infodropout.train.config import resolve
 from infodropout.train.report.figures import line_plot
+from infodropout.train.report.tables import series
 
 from .experiment import Column, Experiment, StudyOptions
 from .runner import RunSpec, Study
@@ -66,12 +67,9 @@ def columns(study: Study) -> list[Column]:
 
 
 def report(results: dict, out) -> list[str]:
-    series: dict[str, list] = {}
-    for cell in results["cells"]:
-        series.setdefault(cell["labels"]["method"], []).append((cell["labels"]["width"], cell["metrics"]["test_error"]))
     line_plot(
         out / "figures" / "test_error_vs_width.png",
-        series,
+        series(results["cells"], "method", "width", "test_error"),
         "width (units per layer)",
         "test error (%)",
         "MNIST, 3 fully-connected layers",

@@ -22,7 +22,7 @@ import torch
 from infodropout.train.checkpoint import write_json
 from infodropout.train.config import PRESETS, resolve
 from infodropout.train.report import figures
-from infodropout.train.report.tables import format_mean_std, markdown_table, summarise
+from infodropout.train.report.tables import format_mean_std, markdown_table, series, summarise
 
 from .experiment import Column, Experiment, StudyOptions
 from .runner import RunSpec, Study, measure
@@ -282,21 +282,13 @@ def columns(study: Study) -> list[Column]:
     ]
 
 
-def _by_prior(cells, key):
-    series: dict[str, list] = {}
-    for cell in cells:
-        if key in cell["metrics"]:
-            series.setdefault(cell["labels"]["prior"], []).append((cell["labels"]["beta"], cell["metrics"][key]))
-    return series
-
-
 def report(results: dict, out: Path) -> list[str]:
     out = Path(out)
     cells, runs = results["cells"], results["runs"]
     for key, title in PLOTTED:
-        series = _by_prior(cells, key)
-        if series:
-            figures.line_plot(out / "figures" / f"{key}_vs_beta.png", series, "beta", title, "dSprites", logx=True)
+        by_prior = series(cells, "prior", "beta", key)
+        if by_prior:
+            figures.line_plot(out / "figures" / f"{key}_vs_beta.png", by_prior, "beta", title, "dSprites", logx=True)
     sections = [_targets(cells), _kl_per_dimension(out, runs), _likelihood_comparison(out, runs)]
     _traversal_and_mi_figures(out, runs)
     return [s for s in sections if s]
@@ -357,14 +349,14 @@ def _kl_per_dimension(out: Path, runs: list[dict]) -> str:
         return ""
     rows = []
     for beta in sorted({b for b, _ in per}):
-        series = {}
+        curves = {}
         for (b, prior), kls in per.items():
             if b != beta:
                 continue
             columns_ = list(zip(*kls, strict=True))
-            series[prior] = [(rank + 1, summarise(values)) for rank, values in enumerate(columns_)]
+            curves[prior] = [(rank + 1, summarise(values)) for rank, values in enumerate(columns_)]
             rows.append([f"{beta:g}", prior, " ".join(f"{summarise(v)['mean']:.1f}" for v in columns_)])
-        figures.line_plot(out / "figures" / f"kl_per_dim_beta{beta:g}.png", series, "latent (sorted by KL)",
+        figures.line_plot(out / "figures" / f"kl_per_dim_beta{beta:g}.png", curves, "latent (sorted by KL)",
                           "KL (nats per image)", f"KL per dimension, beta {beta:g}")  # fmt: skip
     header = ["beta", "prior", "KL per dimension, sorted (nats, mean over seeds)"]
     return "## KL per latent dimension\n\n" + markdown_table(header, rows)
