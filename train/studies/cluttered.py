@@ -30,7 +30,7 @@ pooled over the test images ``n`` (a ratio of pooled means, not a mean of per-im
 empty outside would make unstable). Target: ``ratio_l > 1`` at every layer, increasing with beta.
 
 **Grids.** beta is Eq. 2's weight per example (the preset's 1e-5 is the authors' 0.5 / 50,000); it is a
-label axis (``--grid beta=1e-05,0.0001``).
+label axis, its values written as ``results.md`` shows them (``--grid beta=1e-06,1e-05``).
 
 - ``--device cuda`` (or ``auto`` on a machine with a GPU): the paper's setting, :data:`PAPER`: full
   width, 50,000 training and 10,000 test images, the preset's 80 epochs (SGD Nesterov, lr 0.01 x0.1 at
