@@ -355,7 +355,7 @@ def dask_executor(address: str, timeout: float = 10.0):
             f"--scheduler {address}: needs Dask's distributed (pip install 'information-dropout[cluster]')"
         ) from None
     try:
-        client = Client(address, timeout=timeout)
+        client = Client(address, timeout=timeout, set_as_default=False)  # leave dask's global scheduler alone
     except (OSError, TimeoutError, ValueError) as err:
         raise ValueError(f"--scheduler {address}: cannot reach the Dask scheduler ({_one_line(err)})") from None
     try:

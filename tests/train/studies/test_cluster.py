@@ -55,6 +55,14 @@ def test_a_study_on_a_local_cluster_equals_the_local_run(tmp_path, cluster):
         )
     assert not remote.failures and _values(remote) == _values(local)
     assert {r["name"] for r in remote.results} == {s.name for s in study.runs}
+    # the client left dask's global scheduler alone: xarray (ArviZ's netCDF files) still computes locally
+    import dask
+    import numpy as np
+
+    from infodropout.train.metrics.psis import save_inference_data
+
+    assert dask.config.get("scheduler", None) != "dask.distributed"
+    assert save_inference_data(np.zeros((30, 4)), tmp_path).is_file()
 
 
 def test_a_worker_killed_mid_study_loses_no_finished_run(tmp_path, cluster):
@@ -64,7 +72,7 @@ def test_a_worker_killed_mid_study_loses_no_finished_run(tmp_path, cluster):
     stamps = {}
 
     def kill_one_worker_after_the_first_run_finished():
-        with Client(cluster.scheduler_address) as client:
+        with Client(cluster.scheduler_address, set_as_default=False) as client:
             pids = client.run(os.getpid)
             while not stamps:
                 for spec in study.runs:
