@@ -191,6 +191,7 @@ def prepare_out(study: Study, out: Path, resume: bool) -> Path:
             raise ValueError(
                 f"--out {out}: holds the study {held.get('study')!r}, not {study.name!r}; choose another --out"
             )
+        held = _current(held)
         if held != manifest:
             raise ValueError(f"--out {out}: holds {_difference(held, manifest)}; choose another --out")
         if not resume:
@@ -199,6 +200,18 @@ def prepare_out(study: Study, out: Path, resume: bool) -> Path:
     (out / "runs").mkdir(parents=True, exist_ok=True)
     write_json(manifest_path, manifest)
     return out
+
+
+def _current(manifest: dict) -> dict:
+    """A manifest's runs read as this version's configs (options added since it was written take their
+    defaults, which is what resuming those runs does), so that the comparison is of what would run."""
+    runs = []
+    for run in manifest.get("runs", []):
+        try:
+            runs.append(json.loads(json.dumps(RunSpec.from_dict(run).to_dict())))
+        except (KeyError, TypeError, ValueError):
+            runs.append(run)  # unreadable now: compared as written (and so found different)
+    return {**manifest, "runs": runs}
 
 
 def _difference(held: dict, wanted: dict) -> str:

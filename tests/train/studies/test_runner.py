@@ -173,3 +173,15 @@ def test_selecting_part_of_a_grid_names_the_axes_and_values(tmp_path):
 def test_study_options_reject_zero_seeds():
     with pytest.raises(ValueError, match="--seeds 0: expected an integer >= 1"):
         StudyOptions(seeds=0)
+
+
+def test_a_study_written_before_an_option_was_added_still_resumes(tmp_path):
+    study = _study(seeds=(0,), epochs=1)
+    run_study(study, tmp_path / "out", **_quiet())
+    path = tmp_path / "out" / "study.json"
+    manifest = json.loads(path.read_text())
+    for run in manifest["runs"]:
+        del run["config"]["binarize"]  # as written by a version without the option
+    path.write_text(json.dumps(manifest))
+    again = run_study(study, tmp_path / "out", resume=True, **_quiet())
+    assert len(again.results) == 2
