@@ -7,13 +7,20 @@
 - one module per experiment of the paper: :data:`EXPERIMENTS` by name.
 """
 
-from . import cifar_widths, cluttered, mnist_sizes, occluded, priors
+from . import cifar_widths, cluttered, mnist_sizes, occluded, priors, vae
 from .experiment import Column, Experiment, StudyOptions, run_experiment, select
 from .runner import MEASURES, RunSpec, Study, StudyInterrupted, StudyResult, measure, run_study
 
 #: The paper's experiments, as ``infodropout reproduce`` names them.
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (mnist_sizes.EXPERIMENT, cifar_widths.EXPERIMENT, cluttered.EXPERIMENT, occluded.EXPERIMENT)
+    e.name: e
+    for e in (
+        mnist_sizes.EXPERIMENT,
+        cifar_widths.EXPERIMENT,
+        cluttered.EXPERIMENT,
+        occluded.EXPERIMENT,
+        vae.EXPERIMENT,
+    )
 }
 #: The priors study of ``infodropout compare-priors``.
 COMPARE_PRIORS: Experiment = priors.EXPERIMENT
