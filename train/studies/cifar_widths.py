@@ -19,6 +19,8 @@ METHODS = {"information": dict(dropout="information"), "binary": dict(dropout="b
 
 
 def build(options: StudyOptions) -> Study:
+    if options.extra:
+        raise ValueError(f"--set {', '.join(options.extra)}: {EXPERIMENT.name} takes no options")
     preset = PRESETS["cifar-allcnn"]
     epochs = options.epochs or (1 if options.quick else preset["epochs"])
     milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])

@@ -36,6 +36,20 @@ def csv_list(convert):
     return parse
 
 
+def set_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``("KEY", value)``, the value read as JSON where it is JSON (``3``, ``0.5``,
+    ``[1, 2]``, ``true``), else kept as a string (``cpu``)."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
     """The options every study command takes."""
     p.add_argument("--out", required=True, type=Path, help="the study directory (never overwritten)")
@@ -63,6 +77,10 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("reproduce", help="run one of the paper's experiments as a study")
     p.add_argument("experiment", choices=list(EXPERIMENTS), help="the experiment")
+    p.add_argument(
+        "--set", type=set_option, action="append", default=[], dest="settings", metavar="KEY=VALUE",
+        help="an option of the experiment (e.g. size=cpu for cluttered/occluded, iw_images=1000 for vae)",
+    )  # fmt: skip
     add_study_options(p)
 
     from infodropout.train.metrics import METRICS, SETTINGS
@@ -120,7 +138,7 @@ def execute(experiment, args, options) -> dict:
 def reproduce(args) -> int:
     from . import EXPERIMENTS
 
-    execute(EXPERIMENTS[args.experiment], args, study_options(args))
+    execute(EXPERIMENTS[args.experiment], args, study_options(args, **dict(args.settings)))
     return 0
 
 

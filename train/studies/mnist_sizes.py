@@ -32,6 +32,8 @@ def scaled_milestones(epochs: int, preset_milestones=(40, 80), preset_epochs: in
 
 
 def build(options: StudyOptions) -> Study:
+    if options.extra:
+        raise ValueError(f"--set {', '.join(options.extra)}: {EXPERIMENT.name} takes no options")
     epochs = options.epochs or (1 if options.quick else EPOCHS)
     widths = QUICK_WIDTHS if options.quick else WIDTHS
     size = dict(num_train=1000, num_test=500) if options.quick else {}

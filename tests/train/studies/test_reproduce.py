@@ -80,6 +80,8 @@ def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(
         (["compare-priors", "--quick", "--metrics", "mig,beauty"], "metrics: unknown 'beauty'; expected some of"),
         (["compare-priors", "--quick", "--priors", "log-uniform"], "--priors log-uniform: an improper prior"),
         (["reproduce", "mnist-sizes", "--quick", "--grid", "depth=3"], "has no axis 'depth'; its axes: method, width"),
+        (["reproduce", "mnist-sizes", "--quick", "--set", "depth=3"], "--set depth: mnist-sizes takes no options"),
+        (["reproduce", "cluttered", "--set", "size=big"], "cluttered: size='big': expected one of cpu, paper"),
     ],
 )
 def test_bad_study_input_is_a_one_line_error_before_any_run(args, message, tmp_path, capsys):
