@@ -15,7 +15,7 @@ from .layers import (
     noisy_linear,
     sampling,
 )
-from .noise import MultiplicativeLogNormal
+from .noise import MultiplicativeLogNormal, shard
 
 __all__ = [
     "KINDS",
@@ -34,4 +34,5 @@ __all__ = [
     "noisy_conv2d",
     "noisy_linear",
     "sampling",
+    "shard",
 ]

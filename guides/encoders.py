@@ -7,9 +7,8 @@ sites. What follows the representation (classifier layers, a decoder) is the mod
 from collections.abc import Sequence
 
 from torch import nn
-from torch.nn import functional as F
 
-from .layers import KINDS, GaussianLatent, InformationDropout, check_kind, noisy_conv2d, noisy_linear
+from .layers import KINDS, GaussianLatent, InformationDropout, check_kind, dropout, noisy_conv2d, noisy_linear
 
 LATENTS = ("gaussian", "information")
 #: Kinds of noise of the fully-connected encoder: those of every noisy layer, and Deep VIB's.
@@ -122,7 +121,7 @@ class AllCNN32Encoder(nn.Module):
         self.out_channels = c2
 
     def forward(self, x):
-        x = F.dropout(x, self.input_dropout, training=self.drop1.noisy)  # (B, C, H, W)
+        x = dropout(x, self.input_dropout, training=self.drop1.noisy)  # (B, C, H, W)
         h = self.drop1(self.block1(x))  # (B, c1, H/2, W/2)
         return self.drop2(self.block2(h))  # (B, c2, H/4, W/4)
 

@@ -9,6 +9,8 @@ them in is how the dropout baselines run through the same code.
 
 Noise is on in training mode and off in evaluation mode (the output is then ``f(h)``, the median of
 the noise), unless :func:`sampling` forces it on, e.g. to average predictions over noise samples.
+Inside :func:`~infodropout.guides.noise.shard` (one rank of a data-parallel run) every layer draws its
+noise for the global batch and keeps its own rows.
 """
 
 import contextlib
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .noise import MultiplicativeLogNormal
+from .noise import MultiplicativeLogNormal, Normal, current_shard, draw_rows, fill_standard_normal
 
 #: Kinds of noisy layer, by the name configs and the command line use.
 KINDS = ("information", "binary", "gaussian", "none")
@@ -39,6 +41,23 @@ def sampling(enabled: bool = True):
         yield
     finally:
         _FORCE_SAMPLING.pop()
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Binary dropout, ``x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` per element: ``F.dropout`` itself,
+    except inside :func:`~infodropout.guides.noise.shard`, where the mask of the global batch is drawn
+    (``Tensor.bernoulli_``) and this process's rows of it are kept."""
+    if current_shard() is None or not training or p == 0:
+        return F.dropout(x, p, training=training)
+    keep = draw_rows(lambda t: t.bernoulli_(1 - p), x.shape, 0, x.dtype, x.device)  # (B, ...) of 0s and 1s
+    return x * keep / (1 - p)
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-d tensor stored so (and not also contiguous), else ``contiguous_format``."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _activation(name: str | None):
@@ -240,7 +259,7 @@ class GaussianLatent(NoisyLayer):
     def distribution(self, h: torch.Tensor) -> dist.Normal:
         raw = self.scale_head(h)
         scale = torch.exp(raw) if self.scale_fn == "exp" else F.softplus(raw)
-        return dist.Normal(self.f_head(h), scale + self.min_scale if self.min_scale else scale)
+        return Normal(self.f_head(h), scale + self.min_scale if self.min_scale else scale)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self.noisy:
@@ -261,7 +280,7 @@ class BinaryDropout(NoisyLayer):
         self.p = float(p)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.dropout(self._act(self.f_head(h)), self.p, training=self.noisy)
+        return dropout(self._act(self.f_head(h)), self.p, training=self.noisy)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"
@@ -284,7 +303,10 @@ class GaussianDropout(NoisyLayer):
         f = self._act(self.f_head(h))
         if not self.noisy or self.p == 0:
             return f
-        return f * (1 + self.noise_std * torch.randn_like(f))
+        if current_shard() is None:
+            return f * (1 + self.noise_std * torch.randn_like(f))
+        eps = draw_rows(fill_standard_normal, f.shape, 0, f.dtype, f.device, _layout(f))  # in f's layout, as randn_like
+        return f * (1 + self.noise_std * eps)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, p={self.p}"

@@ -30,6 +30,7 @@ from torch import nn
 from torch.distributions import constraints, kl_divergence
 
 from infodropout.guides.layers import NoisyLayer, sampling
+from infodropout.guides.noise import shard
 
 from .kl import loguniform_kl
 from .likelihoods import Likelihood, make_likelihood
@@ -152,7 +153,8 @@ class _Shared:
         """The layout for inputs shaped like ``x``: found by tracing the encoder once, then cached.
 
         The trace runs on ``x[:1]`` without gradients, in evaluation mode (no batch-norm updates)
-        with noise forced on and the random number generator left untouched.
+        with noise forced on (for that one row, whatever :func:`~infodropout.guides.noise.shard` says) and
+        the random number generator left untouched.
         """
         key = tuple(x.shape[1:])
         layout = self.layouts.get(key)
@@ -179,7 +181,7 @@ def _trace_layout(encoder: nn.Module, x: torch.Tensor) -> Layout:
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         encoder.eval()
-        with torch.no_grad(), sampling(True), torch.random.fork_rng(devices=devices), poutine.block():
+        with torch.no_grad(), sampling(True), shard(None), torch.random.fork_rng(devices=devices), poutine.block():
             trace = poutine.trace(encoder).get_trace(x)
     finally:
         for module, training in modes:

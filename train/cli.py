@@ -1,6 +1,17 @@
-"""The ``infodropout`` command line: train, eval, resume, bench, demo, reproduce, compare-priors."""
+"""The ``infodropout`` command line: train, eval, resume, bench, demo, reproduce, compare-priors.
+
+``train``, ``resume`` and ``eval`` also run under torchrun (one run on several processes, see
+:mod:`~infodropout.train.distributed`)::
+
+    torchrun --nproc-per-node=K -m infodropout.train train PRESET --out RUN ...
+    torchrun --nproc-per-node=K --no-python infodropout resume RUN
+
+Only rank 0 prints; an error that every rank meets alike (a bad option, a run directory that exists,
+an agreed stop) is reported once, by rank 0, and one of a single rank by that rank, naming it.
+"""
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -10,6 +21,7 @@ from infodropout.guides.layers import ACTIVATIONS
 from infodropout.models.likelihoods import LIKELIHOODS
 from infodropout.models.priors import KL_CONVENTIONS, PRIORS
 
+from . import distributed
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
 from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
@@ -25,6 +37,25 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        return distributed.check_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+
+
+def _add_dist_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dist-timeout",
+        type=_seconds,
+        default=distributed.DEFAULT_TIMEOUT,
+        dest="dist_timeout",
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for the others (to join, in a collective) before it stops, "
+        f"so that a rank that died or hangs ends the run (default {distributed.DEFAULT_TIMEOUT:g})",
+    )
 
 
 def _number(text: str) -> float:
@@ -87,6 +118,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None, dest="cuda_graph")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, dest="channels_last")
     add_data_dir_argument(p)
+    _add_dist_timeout(p)
 
 
 _OVERRIDES = (
@@ -106,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate the checkpoint of a run on its test set")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/eval.json")
-    p = sub.add_parser("resume", help="continue an interrupted run to its last epoch")
+    _add_dist_timeout(p)
+    p = sub.add_parser("resume", help="continue an interrupted run to its last epoch (any number of processes)")
     p.add_argument("run_dir", type=Path)
+    _add_dist_timeout(p)
     p = sub.add_parser("bench", help="time the project's step against hand-written PyTorch and stock SVI")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, required=True, help="directory for bench.json")
@@ -137,31 +171,42 @@ def _train(args) -> int:
     if overrides["data_dir"] is not None:
         overrides["data_dir"] = str(overrides["data_dir"])  # saved in config.json
     config = resolve(args.preset, file_options, overrides)
-    trainer = Trainer.start(config, args.out)
-    print(f"training {config.preset} ({config.dropout} dropout) into {args.out}")
+    trainer = Trainer.start(config, args.out, dist_timeout=args.dist_timeout)
+    say = _printer(trainer)
+    ranks = f" on {trainer.world.world_size} processes" if trainer.world.distributed else ""
+    say(f"training {config.preset} ({config.dropout} dropout) into {args.out}{ranks}")
     final = trainer.fit()
-    print(json.dumps(final, indent=2, sort_keys=True))
+    say(json.dumps(final, indent=2, sort_keys=True))
     return 0
+
+
+def _printer(trainer):
+    """``print`` on rank 0 (or in one process), nothing on the other ranks."""
+    return print if trainer.world.is_main else _quiet
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 def _resume(args) -> int:
     from .run import Trainer
 
-    trainer = Trainer.from_run_dir(args.run_dir)
+    trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
+    say = _printer(trainer)
     epochs = trainer.config.epochs
     metrics = Path(args.run_dir) / "metrics.json"
     if trainer.complete and metrics.is_file():  # nothing to train: report, rewrite nothing
-        print(
-            f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); its final metrics ({metrics}):"
-        )
-        print(metrics.read_text(), end="")
+        say(f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); its final metrics ({metrics}):")
+        say(metrics.read_text(), end="")
         return 0
     if trainer.complete:
-        print(f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); writing its metrics.json")
+        say(f"{args.run_dir}: the run is complete ({trainer.epoch} of {epochs} epochs); writing its metrics.json")
     else:
-        print(f"resuming {args.run_dir} at epoch {trainer.epoch + 1} of {epochs}")
+        ranks = f" on {trainer.world.world_size} processes" if trainer.world.distributed else ""
+        say(f"resuming {args.run_dir} at epoch {trainer.epoch + 1} of {epochs}{ranks}")
     final = trainer.fit()
-    print(json.dumps(final, indent=2, sort_keys=True))
+    say(json.dumps(final, indent=2, sort_keys=True))
     return 0
 
 
@@ -172,10 +217,11 @@ def _eval(args) -> int:
     path = Path(args.run_dir) / "eval.json"
     if path.exists() and not args.overwrite:  # before the (long) evaluation
         raise FileExistsError(f"{path} exists (an earlier evaluation): pass --overwrite to replace it")
-    trainer = Trainer.from_run_dir(args.run_dir)
-    result = {"epoch": trainer.epoch, **trainer.evaluate()}
-    write_json(path, result)
-    print(json.dumps(result, indent=2, sort_keys=True))
+    trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
+    result = {"epoch": trainer.epoch, **trainer.evaluate()}  # every rank: the test set is split over them
+    if trainer.world.is_main:
+        write_json(path, result)
+        print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
@@ -213,31 +259,72 @@ COMMANDS = {
 }
 
 
+#: Errors that every rank of a run meets alike (the same options, environment and files; agreed stops):
+#: reported by rank 0 alone. Any other error is reported by every rank that meets it, naming it.
+_SAME_ON_EVERY_RANK = (ValueError, FileExistsError, CheckpointError, NonFiniteLoss, KeyboardInterrupt)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        distributed.shutdown()
+
+
+def _run(args) -> int:
     from .run import Interrupted
     from .studies.runner import StudyInterrupted
 
+    launch = _launch()
+    command = args.command
+
+    def report(err, stream=sys.stderr, prefix=f"infodropout {command}: ") -> None:
+        if launch.is_main:
+            print(f"{prefix}{err}", file=stream)
+        elif isinstance(err, distributed.RankError):  # names its rank already
+            print(f"{prefix}{err}", file=stream)
+        elif not isinstance(err, _SAME_ON_EVERY_RANK) or isinstance(err, (DataNotFoundError, DataCorruptError)):
+            print(f"{prefix}rank {launch.rank}: {err}", file=stream)
+
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[command](args)
     except StudyInterrupted as stop:
-        print(f"infodropout {args.command}: {stop}; continue with the same command and --resume", file=sys.stderr)
+        report(f"{stop}; continue with the same command and --resume")
         return 130
     except Interrupted as stop:
-        print(f"infodropout: {stop}; continue with: infodropout resume {getattr(args, 'out', None) or args.run_dir}")
+        run = getattr(args, "out", None) or args.run_dir
+        again = f"infodropout resume {run}"
+        if launch.distributed:
+            again = f"torchrun --nproc-per-node=K -m infodropout.train resume {run} (with any number of processes)"
+        report(Interrupted(f"{stop}; continue with: {again}"), sys.stdout, "infodropout: ")
         return 130
     except KeyboardInterrupt:
-        print(f"infodropout {args.command}: interrupted", file=sys.stderr)
+        report(KeyboardInterrupt("interrupted"))
         return 130
     except (ValueError, FileExistsError, DataNotFoundError, DataCorruptError, CheckpointError, NonFiniteLoss) as err:
-        print(f"infodropout {args.command}: {err}", file=sys.stderr)
+        report(err)
         return 2
     except RuntimeError as err:
-        if "out of GPU memory" in str(err) or isinstance(err, GraphCaptureError):
-            print(f"infodropout {args.command}: {err}", file=sys.stderr)
+        timeout = getattr(args, "dist_timeout", distributed.DEFAULT_TIMEOUT)
+        lost = distributed.lost_contact(err, dataclasses.replace(launch, timeout=timeout))
+        if lost is not None:
+            report(distributed.RankError(lost))
+            return 2
+        if "out of GPU memory" in str(err) or isinstance(err, (GraphCaptureError, distributed.RankError)):
+            report(err)
             return 2
         raise
+
+
+def _launch() -> distributed.World:
+    """Where torchrun put this process (for reporting errors): rank 0 of 1 where its environment is bad
+    (that error is reported where a command reads it)."""
+    try:
+        return distributed.environment()
+    except ValueError:
+        return distributed.World()
 
 
 if __name__ == "__main__":

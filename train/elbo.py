@@ -7,6 +7,7 @@ import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
+from torch import nn
 from torch.distributions import kl_divergence
 
 
@@ -79,3 +80,26 @@ class MeanFieldELBO(TraceMeanField_ELBO):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.item()
+
+
+class ELBOModule(nn.Module):
+    """``MeanFieldELBO().terms(ib.model, ib.guide, x, y)`` as the ``forward`` of a module that holds the
+    bottleneck ``ib``: what ``DistributedDataParallel`` wraps, so that the backward pass of its ``loss``
+    averages the gradients of every parameter of the model and the guide over the ranks.
+
+    Only ``loss`` is differentiable; ``nll`` and ``kl`` are detached (they are reported, not trained on),
+    so that what DDP finds in the output is what the backward pass reaches: with beta = 0 a learned
+    prior's parameters are then seen to be unused.
+
+    :param ib: an :class:`~infodropout.models.InformationBottleneck` (anything with ``model`` and ``guide``).
+    :param elbo: the estimator (default: a new :class:`MeanFieldELBO`).
+    """
+
+    def __init__(self, ib: nn.Module, elbo: MeanFieldELBO | None = None):
+        super().__init__()
+        self.ib = ib
+        self.elbo = MeanFieldELBO() if elbo is None else elbo
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> ELBOTerms:
+        terms = self.elbo.terms(self.ib.model, self.ib.guide, x, y)
+        return ELBOTerms(terms.loss, terms.nll.detach(), {site: kl.detach() for site, kl in terms.kl.items()})

@@ -5,6 +5,10 @@ Bottleneck loss) and updates the parameters. Its loss, task loss and KL per site
 device-side accumulators that are read once per logging interval; a non-finite loss is recorded on
 the device with its step number and stops the run at the next read. On CUDA the whole step can be
 captured in a CUDA graph and replayed per batch.
+
+In a data-parallel run (:mod:`~infodropout.train.distributed`) the step calls the ELBO through
+``DistributedDataParallel`` and each rank keeps its own accumulators; reading them reduces them over
+the ranks (every rank reads at the same points).
 """
 
 import contextlib
@@ -21,7 +25,8 @@ from torch.optim.swa_utils import update_bn
 from infodropout.guides.layers import sampling
 from infodropout.models import InformationBottleneck
 
-from .elbo import MeanFieldELBO
+from .distributed import World
+from .elbo import ELBOModule
 
 
 class NonFiniteLoss(RuntimeError):
@@ -80,6 +85,11 @@ class TrainStep:
     :param optimizer: a ``torch.optim`` optimizer over ``ib.parameters()``.
     :param num_data: N, the training set size (the ELBO is divided by it: a per-example loss).
     :param precision: ``"fp32"`` or ``"bf16"`` (autocast on CUDA).
+    :param world: the ranks of a data-parallel run (default: one process); the accumulators are reduced
+        over them where they are read.
+    :param terms: the module whose ``forward(x, y)`` gives the :class:`~infodropout.train.elbo.ELBOTerms`
+        (default: an :class:`~infodropout.train.elbo.ELBOModule` of ``ib``; in a data-parallel run, that
+        module wrapped in ``DistributedDataParallel``).
     """
 
     def __init__(
@@ -89,9 +99,13 @@ class TrainStep:
         num_data: int,
         device: torch.device,
         precision: str = "fp32",
+        world: World | None = None,
+        terms: nn.Module | None = None,
     ):
         self.ib, self.optimizer, self.num_data, self.device = ib, optimizer, num_data, device
-        self.elbo = MeanFieldELBO()
+        self.world = World(device=device) if world is None else world
+        self.terms = ELBOModule(ib) if terms is None else terms
+        self.elbo = _elbo_of(self.terms)
         self.sites = ib.latent_sites
         self.precision = precision
         self._totals = torch.zeros(3 + len(self.sites), device=device)  # examples, loss, nll, kl per site
@@ -101,8 +115,8 @@ class TrainStep:
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         """``-ELBO / N`` forward and backward, and the accumulators; no optimizer call, no host sync."""
         with autocast(self.device, self.precision):
-            terms = self.elbo.terms(self.ib.model, self.ib.guide, x, y)
-        loss = terms.loss / self.num_data  # mean over the batch of the per-example loss
+            terms = self.terms(x, y)
+        loss = terms.loss / self.num_data  # mean over this batch (this rank's rows) of the per-example loss
         loss.backward()
         with torch.no_grad():
             batch = x.shape[0]
@@ -123,8 +137,9 @@ class TrainStep:
         self._totals.zero_()
 
     def read(self) -> dict:
-        """The accumulated means per example (one host sync): loss, nll and ``kl`` per site."""
-        values = self._totals.tolist()
+        """The accumulated means per example over every rank's examples (one host sync): loss, nll and
+        ``kl`` per site."""
+        values = self.world.sum(self._totals).tolist()
         examples = max(values[0], 1.0)
         return {
             "examples": int(values[0]),
@@ -134,16 +149,28 @@ class TrainStep:
         }
 
     def first_bad_step(self) -> int | None:
-        """The global index of the first step with a non-finite loss, if any (one host sync)."""
-        step = int(self._bad_step.item())
+        """The global index of the first step with a non-finite loss on any rank, if any (one host sync)."""
+        step = int(self.world.first_step(self._bad_step).item())
         return None if step < 0 else step
 
     def state_dict(self) -> dict:
-        return {"totals": self._totals.clone(), "step_index": self._step_index.clone()}
+        """The accumulators summed over the ranks, and the step count (the same on every rank)."""
+        return {"totals": self.world.sum(self._totals).clone(), "step_index": self._step_index.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self._totals.copy_(state["totals"])
+        """Restore :meth:`state_dict`: rank 0 takes the totals, the other ranks start theirs from zero (their
+        sum is the saved one, whatever the number of ranks that saved it)."""
+        if self.world.is_main:
+            self._totals.copy_(state["totals"])
+        else:
+            self._totals.zero_()
         self._step_index.copy_(state["step_index"])
+
+
+def _elbo_of(terms: nn.Module):
+    """The :class:`~infodropout.train.elbo.MeanFieldELBO` inside ``terms`` (under a DDP wrapper or not)."""
+    inner = getattr(terms, "module", terms)
+    return getattr(inner, "elbo", None)
 
 
 class GraphCaptureError(RuntimeError):

@@ -6,6 +6,12 @@ actually read), ``metrics.jsonl`` (one line per epoch), ``metrics.json`` (final)
 overwritten: the one exception is a run that never saved anything (it holds its ``config.json``
 and no checkpoint or metrics, e.g. it failed or was killed in its first epoch), which ``resume``
 restarts from the beginning and ``train --out`` may reuse.
+
+Under torchrun (several ranks, :mod:`~infodropout.train.distributed`) the same run is trained data-parallel:
+``batch_size`` is the global batch, each rank trains on its block of every global batch with the noise one
+process would draw for it, metrics are reduced over the ranks, and only rank 0 writes the run directory
+(``config.json`` records the world size) and prints. Every rank reads the run directory on resume (it
+lives on storage they share), which works with any number of ranks.
 """
 
 import contextlib
@@ -23,15 +29,18 @@ import pyro
 import torch
 
 from infodropout.guides.layers import sampling
+from infodropout.guides.noise import shard
 from infodropout.models.priors import KL_CONVENTIONS
 from infodropout.models.zoo import build_network
 
 from . import data as datalib
+from . import distributed
 from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig, zero_steps_message
 from .data.dsprites import find_dsprites_npz
 from .data.paths import root_of
-from .elbo import MeanFieldELBO
+from .distributed import DEFAULT_TIMEOUT, World
+from .elbo import ELBOModule, MeanFieldELBO
 from .engine import (
     TrainStep,
     batchnorm_state,
@@ -229,6 +238,10 @@ class Trainer:
     :param show_progress: progress bars on a terminal.
     :param data_dir: where to look for the data first when ``config.data_dir`` is None (what
         :meth:`from_run_dir` passes: the directory the run recorded, so another shell finds it).
+    :param world: the ranks of a data-parallel run (default: what torchrun's environment says; one
+        process without it); the process group is joined here where there are several.
+    :param dist_timeout: seconds a rank waits in a collective (or for the others to join) before it
+        gives up: a rank that died or hangs ends the others within it.
     """
 
     def __init__(
@@ -238,17 +251,31 @@ class Trainer:
         log=print,
         show_progress: bool = True,
         data_dir: str | None = None,
+        world: World | None = None,
+        dist_timeout: float = DEFAULT_TIMEOUT,
     ):
         self.config = config.validate()
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.log, self.show_progress = log, show_progress
-        self.device = resolve_device(config.device)
+        launch = distributed.environment() if world is None else world
+        launch.check_batch(config.batch_size)
+        self.world = distributed.connect(resolve_device(config.device), dist_timeout, launch)
+        self.log = log if self.world.is_main else _silent
+        self.show_progress = show_progress and self.world.is_main
+        self.device = self.world.device
         pyro.set_rng_seed(config.seed)
         self.data = load_run_data(config, self.device, config.data_dir if config.data_dir is not None else data_dir)
         if len(self.data.train) == 0:
             raise ValueError(zero_steps_message(self.data.num_train, config.batch_size))
+        if self.world.distributed:  # every rank draws the same global batches and keeps its block of each
+            self.data.train.shard(self.world.rank, self.world.world_size)
         self.ib = build_model(config, self.data).to(self.device)
         graph = config.cuda_graph and self.device.type == "cuda"
+        if graph and self.world.distributed:
+            graph = False
+            self.log(
+                "the graphed step is off under DDP (its gradient all-reduce is not captured in a CUDA graph here): "
+                "every step runs eagerly"
+            )
         self.channels_last = config.channels_last and self.device.type == "cuda"
         if self.channels_last:
             self.ib = self.ib.to(memory_format=torch.channels_last)
@@ -263,8 +290,16 @@ class Trainer:
             capturable=graph,
         )
         self.base_lrs = [config.lr for _ in self.optimizer.param_groups]
-        self.step = TrainStep(self.ib, self.optimizer, self.data.num_train, self.device, config.precision)
-        self._call_step = make_step(self.step, graph, log)
+        self.step = TrainStep(
+            self.ib,
+            self.optimizer,
+            self.data.num_train,
+            self.device,
+            config.precision,
+            world=self.world,
+            terms=self.world.data_parallel(ELBOModule(self.ib), find_unused_parameters=self._kl_may_be_off()),
+        )
+        self._call_step = make_step(self.step, graph, self.log)
         self.steps_per_epoch = len(self.data.train)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.warmup_steps = round(config.beta_warmup_epochs * self.steps_per_epoch)
@@ -277,9 +312,17 @@ class Trainer:
         self._scalars: EpochScalars | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, step in epoch) of the last checkpoint
 
+    def _kl_may_be_off(self) -> bool:
+        """Whether a step may leave parameters without a gradient: with beta = 0 (from the start or at the
+        start of a warm-up) the KL terms are masked, and a learned prior gets none (DDP must be told)."""
+        c = self.config
+        learned_prior = any(p.requires_grad for p in self.ib.model.priors.parameters())
+        return learned_prior and (c.beta == 0 or c.beta_warmup_epochs > 0)
+
     # -- persistence -------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
+        """The run's state (every rank calls it at the same point: the accumulators are summed over the ranks)."""
         return {
             "config": self.config.to_dict(),
             "model": self.ib.state_dict(),
@@ -289,11 +332,18 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "history": self.history,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": {"torch": torch.get_rng_state(), "cuda": self._cuda_rng_states()},
+            "world_size": self.world.world_size,
         }
+
+    def _cuda_rng_states(self) -> list:
+        """Every CUDA device's generator state; a rank of several saves only its own device's (the same on
+        every rank), first, where one process would have used device 0."""
+        if not torch.cuda.is_available():
+            return []
+        if self.world.distributed and self.device.type == "cuda":
+            return [torch.cuda.get_rng_state(self.device)]
+        return torch.cuda.get_rng_state_all()
 
     def load_state_dict(self, state: dict, where: str = "checkpoint") -> None:
         if _normalised(state.get("config")) != self.config.to_dict():
@@ -306,18 +356,28 @@ class Trainer:
             self.global_step, self.history = int(state["global_step"]), list(state["history"])
             torch.set_rng_state(state["rng"]["torch"])
             if state["rng"]["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+                if self.world.distributed and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(state["rng"]["cuda"][0], self.device)
+                else:
+                    torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
             raise CheckpointError(f"{where}: does not match this run's network ({reason})") from None
         self.saved_at = (self.epoch, self.step_in_epoch)
+        saved_by = state.get("world_size", 1)
+        if saved_by != self.world.world_size:
+            self.log(f"{where}: saved by {saved_by} process(es), continuing on {self.world.world_size}")
 
     def save(self) -> None:
-        """Write the checkpoint, then ``metrics.jsonl`` from the history (both atomically)."""
+        """Write the checkpoint, then ``metrics.jsonl`` from the history (both atomically; rank 0 only, but
+        every rank calls it)."""
         if self.run_dir is None:
             return
-        save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
+        state = self.state_dict()
         self.saved_at = (self.epoch, self.step_in_epoch)
+        if not self.world.is_main:
+            return
+        save_checkpoint(self.run_dir / "checkpoint.pt", state)
         lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
         atomic_write_text(self.run_dir / "metrics.jsonl", lines)
 
@@ -339,8 +399,14 @@ class Trainer:
         """A new run in the new directory ``out`` (with its ``config.json``); ``out`` may also hold a
         run that never saved anything, whose ``config.json`` is then replaced."""
         config.validate()
-        check_new_run_dir(out)  # before loading anything: fail fast
+        launch = kwargs.get("world") or distributed.environment()
+        launch.check_batch(config.batch_size)
+        if launch.is_main:
+            check_new_run_dir(out)  # before loading anything: fail fast
         trainer = cls(config, None, **kwargs)  # data and network first: a failure leaves no directory
+        if not trainer.world.is_main:  # rank 0 owns the directory
+            trainer.run_dir = Path(out)
+            return trainer
         reused = Path(out).is_dir() and never_saved(out)
         run_dir = trainer.run_dir = create_run_dir(out)
         if reused:
@@ -352,6 +418,7 @@ class Trainer:
                 "seed": trainer.config.seed,
                 "versions": package_versions(),
                 "device": str(trainer.device),
+                "world_size": trainer.world.world_size,  # processes it started on (resume may use others)
                 "data_dir": trainer.data.source,  # where the data were actually read (None: no files)
             },
         )
@@ -407,12 +474,23 @@ class Trainer:
         """Train to ``config.epochs``, evaluating and checkpointing every epoch; return the final metrics.
 
         Ctrl-C (or ``stop_after_steps`` steps of this call) stops after the current step, saves a
-        checkpoint and raises :class:`Interrupted`; ``resume`` continues exactly where it stopped.
+        checkpoint and raises :class:`Interrupted`; ``resume`` continues exactly where it stopped. With
+        several ranks the ranks agree to stop every ``log_every`` steps and at the end of every epoch (an
+        all-reduce of their stop flags), so they all stop after the same step.
         """
+        try:
+            return self._fit(stop_after_steps)
+        except RuntimeError as err:
+            message = distributed.lost_contact(err, self.world)
+            if message is None:
+                raise
+            raise distributed.RankError(f"{message}; the run stops, {self.what_is_kept()}") from None
+
+    def _fit(self, stop_after_steps: int | None) -> dict:
         c = self.config
         stop = _StopFlag()
         steps_this_call = 0
-        with stop.on_sigint(), training_context(self.ib):
+        with stop.on_sigint(), training_context(self.ib), self._training_noise():
             while self.epoch < c.epochs:
                 self.data.train.set_epoch(self.epoch)
                 if self.step_in_epoch == 0:
@@ -437,7 +515,7 @@ class Trainer:
                     steps_this_call += 1
                     if self.global_step % c.log_every == 0:
                         check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
-                    if stop.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
+                    if self._stop_now(stop, stop_after_steps is not None and steps_this_call >= stop_after_steps):
                         check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
                         self.save()
                         raise Interrupted(
@@ -465,13 +543,31 @@ class Trainer:
                 self.epoch += 1
                 self.step_in_epoch = 0
                 self.save()
-                if self.run_dir is not None:  # TensorBoard event files beside metrics.jsonl, where installed
+                if self.run_dir is not None and self.world.is_main:  # TensorBoard events beside metrics.jsonl
                     self._scalars = self._scalars or EpochScalars(self.run_dir)
                     self._scalars.write(record)
                 self.log(format_record(record))
+                if self.world.distributed and self.epoch < c.epochs and self.world.any(stop.requested):
+                    raise Interrupted(f"interrupted at the end of epoch {self.epoch}; checkpoint saved")
         if self._scalars is not None:
             self._scalars.close()
         return self.finish()
+
+    def _stop_now(self, stop: "_StopFlag", asked: bool) -> bool:
+        """Whether to stop after this step: ``asked`` (by the caller, the same on every rank), or Ctrl-C;
+        with several ranks, Ctrl-C on any of them, agreed every ``log_every`` steps."""
+        if asked:
+            return True
+        if not self.world.distributed:
+            return stop.requested
+        return self.global_step % self.config.log_every == 0 and self.world.any(stop.requested)
+
+    def _training_noise(self):
+        """With several ranks: noise drawn for the global batch, of which this rank holds its block."""
+        if not self.world.distributed:
+            return contextlib.nullcontext()
+        rows = self.config.batch_size // self.world.world_size
+        return shard(self.world.rank * rows, self.config.batch_size)
 
     def finish(self) -> dict:
         """Write and return ``metrics.json``: the last epoch's figures and the totals."""
@@ -486,7 +582,7 @@ class Trainer:
         final["kl_convention"] = self.config.kl_convention
         final["epochs"] = self.epoch
         final["seconds_total"] = sum(r["seconds"] for r in self.history)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.world.is_main:
             write_json(self.run_dir / "metrics.json", final)
         return final
 
@@ -500,11 +596,17 @@ class Trainer:
         ``test_kl`` is the information per layer (KL per example, nats) under the run's convention,
         ``kl_convention``. For a classifier with log-uniform priors ``test_kl_exact`` and
         ``test_kl_authors`` give it under both conventions, from the same noise draws (layers with
-        other priors have the same value in both)."""
+        other priors have the same value in both).
+
+        With several ranks, every rank evaluates rank 0's network (its batch-norm statistics are
+        broadcast first) on its block of each test batch, with that batch's noise (as one process draws
+        it), and the totals are summed over the ranks: every rank returns the same metrics.
+        Recalibration runs the same batches on every rank."""
         ib = self.ib
         was_training = ib.training
         saved = None
         try:
+            self.world.broadcast_buffers(ib)
             if self.data.recalibration is not None and self.config.recalibrate_batches:
                 saved = batchnorm_state(ib)
                 self.data.recalibration.set_epoch(0)
@@ -522,19 +624,22 @@ class Trainer:
         conventions = KL_CONVENTIONS if ib.loguniform_sites else (run_convention,)
         totals = torch.zeros(3 + len(conventions) * len(sites), device=self.device)  # examples, errors, nll, kls
         averaged = torch.zeros((), device=self.device)
-        for x, y, *_ in self.data.test:
-            probs = ib.predict(x)  # (B, K), noise off
-            info = ib.information_by_convention(x, conventions)  # one noise draw, every convention
-            parts = [
-                torch.full((), float(len(y)), device=self.device),
-                (probs.argmax(-1) != y).sum().float(),
-                -probs.gather(-1, y[:, None]).clamp_min(1e-30).log().sum(),
-            ]
-            parts += [info[c][s].sum() for c in conventions for s in sites]
-            totals += torch.stack(parts)
-            if self.config.eval_samples:
-                averaged += (ib.predict(x, self.config.eval_samples).argmax(-1) != y).sum()
-        values = totals.tolist()
+        for batch in self.data.test:
+            (x, y, *_), noise = self._test_rows(batch)
+            with noise:
+                probs = ib.predict(x)  # (B, K), noise off
+                info = ib.information_by_convention(x, conventions)  # one noise draw, every convention
+                parts = [
+                    torch.full((), float(len(y)), device=self.device),
+                    (probs.argmax(-1) != y).sum().float(),
+                    -probs.gather(-1, y[:, None]).clamp_min(1e-30).log().sum(),
+                ]
+                parts += [info[c][s].sum() for c in conventions for s in sites]
+                totals += torch.stack(parts)
+                if self.config.eval_samples:
+                    averaged += (ib.predict(x, self.config.eval_samples).argmax(-1) != y).sum()
+        values = self.world.sum(totals).tolist()
+        averaged = self.world.sum(averaged)
         n = max(values[0], 1.0)
         kl = {
             c: {s: values[3 + i * len(sites) + j] / n for j, s in enumerate(sites)} for i, c in enumerate(conventions)
@@ -556,11 +661,17 @@ class Trainer:
         elbo = MeanFieldELBO()
         totals = torch.zeros(2 + len(sites), device=self.device)  # examples, nll, kl per site
         with sampling(True):
-            for x, *_ in self.data.test:
-                terms = elbo.terms(self.ib.model, self.ib.guide, x)
-                parts = [torch.full((), float(len(x)), device=self.device), terms.nll]
-                totals += torch.stack(parts + [terms.kl[s] for s in sites]).float()
-        values = totals.tolist()
+            for batch in self.data.test:
+                (x, *_), noise = self._test_rows(batch)
+                with noise:
+                    if len(x) == 0:  # no rows of this batch here: draw its noise all the same (equal random states)
+                        with pyro.poutine.block():
+                            self.ib.encoder(x)
+                        continue
+                    terms = elbo.terms(self.ib.model, self.ib.guide, x)
+                    parts = [torch.full((), float(len(x)), device=self.device), terms.nll]
+                    totals += torch.stack(parts + [terms.kl[s] for s in sites]).float()
+        values = self.world.sum(totals).tolist()
         n = max(values[0], 1.0)
         kl = {s: v / n for s, v in zip(sites, values[2:], strict=True)}
         nll = values[1] / n
@@ -570,6 +681,20 @@ class Trainer:
             "test_kl": kl,
             "kl_convention": self.config.kl_convention,
         }
+
+    def _test_rows(self, batch: tuple) -> tuple[tuple, contextlib.AbstractContextManager]:
+        """This rank's rows of a test batch, and the noise context to evaluate them in (the batch and no
+        context for one process; with several ranks, its block of rows and the batch's sharded noise)."""
+        if not self.world.distributed:
+            return batch, contextlib.nullcontext()
+        total = len(batch[0])
+        start, stop = self.world.rows(total)
+        rows = tuple({k: v[start:stop] for k, v in t.items()} if isinstance(t, dict) else t[start:stop] for t in batch)
+        return rows, shard(start, total)
+
+
+def _silent(message: str) -> None:
+    """The log of the ranks other than 0: nothing."""
 
 
 def _normalised(config) -> dict | None:

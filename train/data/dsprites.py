@@ -325,6 +325,7 @@ class DSpritesLoader(ShuffledBatches):
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for index, _ in self.epoch_batches():
+            index = self.local_index(index)  # this rank's rows (all of them in one process): rendering draws nothing
             if isinstance(index, slice):
                 index = torch.arange(index.start, min(index.stop, self.num_items), device=self.device)
             if self.indices is not None:

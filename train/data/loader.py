@@ -10,6 +10,10 @@ on the same kind of device.)
 
 Augmentations are callables ``t(x, generator) -> x`` on float ``(B, C, H, W)`` images in [0, 1]
 (before standardisation, so zero padding is black, as in torchvision's ``RandomCrop(padding=4)``).
+
+In a data-parallel run (:meth:`ShuffledBatches.shard`) every rank draws the same order and takes its
+contiguous block of each global batch; where a batch is augmented, the whole global batch is augmented
+(the same draws as one process) and the rank keeps its rows. ``batch_size`` and ``len()`` stay global.
 """
 
 from __future__ import annotations
@@ -109,10 +113,23 @@ class Compose:
         return x
 
 
+def row_block(num_rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(start, stop)`` of rank ``rank``'s contiguous block of ``num_rows`` rows split over ``world_size``
+    ranks as evenly as possible (the first ``num_rows % world_size`` blocks one row longer, as
+    ``torch.tensor_split``); a block may be empty when there are fewer rows than ranks."""
+    size, longer = divmod(num_rows, world_size)
+    start = rank * size + min(rank, longer)
+    return start, start + size + (1 if rank < longer else 0)
+
+
 class ShuffledBatches:
     """Batches of indices into ``num_items`` items on ``device``: a fresh permutation each epoch
     (or ``0..n-1`` in order), cut into ``batch_size`` slices; the last short batch is dropped when
-    ``drop_last``. Iterating uses the current epoch, then advances it by one."""
+    ``drop_last``. Iterating uses the current epoch, then advances it by one.
+
+    After :meth:`shard`, the batches (and ``batch_size``) are still the global ones; the subclasses
+    yield this rank's rows of each.
+    """
 
     def __init__(
         self,
@@ -129,6 +146,35 @@ class ShuffledBatches:
         self.shuffle, self.drop_last = shuffle, drop_last
         self.seed, self.device = seed, device
         self.epoch = 0
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> ShuffledBatches:
+        """Yield rank ``rank``'s block of ``batch_size / world_size`` rows of every global batch from now on
+        (``world_size`` must divide ``batch_size``); returns ``self``."""
+        if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+            raise ValueError(f"shard(rank={rank!r}, world_size={world_size!r}): expected 0 <= rank < world_size")
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is not divisible by the world size {world_size}: the batch size is the "
+                f"global batch, split evenly over the ranks"
+            )
+        self.rank, self.world_size = rank, world_size
+        return self
+
+    def rows(self, num_rows: int) -> tuple[int, int]:
+        """``(start, stop)`` of this rank's rows in a global batch of ``num_rows`` (see :func:`row_block`)."""
+        return row_block(num_rows, self.rank, self.world_size)
+
+    def local_index(self, index: Tensor | slice) -> Tensor | slice:
+        """This rank's part of a global batch's ``index`` (as :meth:`epoch_batches` yields it)."""
+        if self.world_size == 1:
+            return index
+        if isinstance(index, slice):
+            stop = min(index.stop, self.num_items)
+            start, end = self.rows(stop - index.start)
+            return slice(index.start + start, index.start + end)
+        start, end = self.rows(len(index))
+        return index[start:end]
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce epoch ``epoch`` (for exact resume)."""
@@ -202,7 +248,14 @@ class DeviceLoader(ShuffledBatches):
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         for index, generator in self.epoch_batches():
-            yield self.make_batch(index, generator)
+            if self.world_size == 1 or self.transform is None:  # nothing random per batch: gather this rank's rows
+                yield self.make_batch(self.local_index(index), generator)
+            else:  # the global batch's augmentation (one process's draws), then this rank's rows of it
+                yield self._rows_of(self.make_batch(index, generator))
+
+    def _rows_of(self, batch: tuple) -> tuple:
+        start, stop = self.rows(len(batch[0]))
+        return tuple({k: v[start:stop] for k, v in t.items()} if isinstance(t, dict) else t[start:stop] for t in batch)
 
     def take(self, t: Tensor, index: Tensor | slice) -> Tensor:
         """Rows ``index`` of ``t``: a view for a slice, ``index_select`` for a tensor."""
