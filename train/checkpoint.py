@@ -19,7 +19,8 @@ class CheckpointError(ValueError):
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename (a process
+    killed before the rename leaves only that file: see :func:`interrupted_write`)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -31,6 +32,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def interrupted_write(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_write_bytes` that never reached its
+    rename (``.NAME.XXXXXXXX.tmp``: the process was killed while writing): it holds nothing of the run."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -27,16 +27,8 @@ from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_con
 from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
 from .engine import GraphCaptureError, NonFiniteLoss
 from .schedules import SCHEDULES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+from .studies.cli import add_parsers as add_study_parsers
+from .studies.cli import positive_int
 
 
 def _seconds(text: str) -> float:
@@ -91,27 +83,27 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--beta", type=_number, help="KL weight per example (Eq. 2); >= 0")
     p.add_argument("--beta-warmup-epochs", type=_number, dest="beta_warmup_epochs")
-    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--epochs", type=positive_int)
     width = p.add_mutually_exclusive_group()
     width.add_argument("--width", type=_number, help="channel multiplier of the All-CNN networks")
-    width.add_argument("--hidden", type=_positive_int, nargs="+", help="hidden layer widths (MLP) or size (VAE)")
+    width.add_argument("--hidden", type=positive_int, nargs="+", help="hidden layer widths (MLP) or size (VAE)")
     p.add_argument("--activation", choices=ACTIVATIONS)
     p.add_argument("--alpha-max", type=_number, dest="alpha_max")
     p.add_argument("--latent", choices=("gaussian", "information"))
     p.add_argument("--likelihood", choices=LIKELIHOODS)
-    p.add_argument("--z-dim", type=_positive_int, dest="z_dim")
-    p.add_argument("--batch-size", type=_positive_int, dest="batch_size")
+    p.add_argument("--z-dim", type=positive_int, dest="z_dim")
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size")
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--lr", type=_number)
     p.add_argument("--weight-decay", type=_number, dest="weight_decay")
     p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--milestones", type=_positive_int, nargs="*")
+    p.add_argument("--milestones", type=positive_int, nargs="*")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument(
         "--binarize", action=argparse.BooleanOptionalAction, default=None, help="autoencoders: binarised pixels"
     )
-    p.add_argument("--num-train", type=_positive_int, dest="num_train", help="use N training examples")
-    p.add_argument("--num-test", type=_positive_int, dest="num_test")
+    p.add_argument("--num-train", type=positive_int, dest="num_train", help="use N training examples")
+    p.add_argument("--num-test", type=positive_int, dest="num_test")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=PRECISIONS)
@@ -146,20 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, required=True, help="directory for bench.json")
     p.add_argument("--models", nargs="+", default=None, help="subset of: mlp, allcnn32")
-    p.add_argument("--repeats", type=_positive_int, default=None, help="timed steps per variant")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed steps per variant")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bench.json")
     p = sub.add_parser(
         "demo", help="information vs binary dropout on MNIST (or scikit-learn digits), and a small priors study"
     )
-    p.add_argument("--epochs", type=_positive_int, default=2, help="epochs of each classifier")
-    p.add_argument("--steps", type=_positive_int, default=None, help="optimiser steps of each priors-study VAE")
+    p.add_argument("--epochs", type=positive_int, default=2, help="epochs of each classifier")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimiser steps of each priors-study VAE")
     p.add_argument("--quick", action="store_true", help="the priors study as a smoke test")
     add_data_dir_argument(p)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, default=None, help="a new directory for the runs (default: runs/demo[-N])")
-    from .studies.cli import add_parsers
-
-    add_parsers(sub)  # reproduce, compare-priors
+    add_study_parsers(sub)  # reproduce, compare-priors
     return parser
 
 

@@ -35,7 +35,14 @@ from infodropout.models.zoo import build_network
 
 from . import data as datalib
 from . import distributed
-from .checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint, write_json
+from .checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    interrupted_write,
+    load_checkpoint,
+    save_checkpoint,
+    write_json,
+)
 from .config import TrainConfig, zero_steps_message
 from .data.dsprites import find_dsprites_npz
 from .data.paths import root_of
@@ -211,11 +218,14 @@ def never_saved(path: Path) -> bool:
 
 def check_new_run_dir(path: Path) -> Path:
     """Refuse a run directory that exists and is not empty (nothing is ever overwritten), unless it holds
-    a run that never saved anything (:func:`never_saved`): only its ``config.json`` is replaced."""
+    a run that never saved anything (:func:`never_saved`): only its ``config.json`` is replaced. The
+    temporary file of a write that was killed before its rename (:func:`interrupted_write`, e.g. a run
+    killed while writing its first ``config.json``) counts as nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"run directory {path} is a file: choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not never_saved(path):
+    holds = path.is_dir() and any(not interrupted_write(entry) for entry in path.iterdir())
+    if holds and not never_saved(path):
         raise FileExistsError(
             f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"
         )

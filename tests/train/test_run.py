@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import tempfile
 
 import pytest
 import torch
@@ -438,6 +439,26 @@ def test_a_directory_with_results_or_other_files_is_still_never_reused(tmp_path)
         Trainer.start(_config(epochs=1), run)
     with pytest.raises(CheckpointError, match="no checkpoint there"):
         Trainer.from_run_dir(run)
+
+
+def test_a_run_killed_while_writing_its_first_config_leaves_a_directory_a_new_run_may_take(tmp_path):
+    """SIGKILL between the temporary file of an atomic write and its rename (a study worker killed as its
+    run starts) leaves ``.config.json.XXXX.tmp`` alone in the directory: that is nothing of a run."""
+    run = tmp_path / "run"
+    run.mkdir()
+    fd, leftover = tempfile.mkstemp(dir=run, prefix=".config.json.", suffix=".tmp")
+    os.write(fd, b'{"config": {"hidd')  # cut off mid-write
+    os.close(fd)
+    Trainer.start(_config(epochs=1), run, **_quiet()).fit()
+    assert (run / "checkpoint.pt").is_file() and json.loads((run / "config.json").read_text())["config"]
+    # a file of the user's, hidden or not, still keeps a directory from being taken
+    for name in (".notes", "notes.tmp", ".tmp"):
+        other = tmp_path / f"other{name}"
+        other.mkdir()
+        (other / name).write_text("mine")
+        with pytest.raises(FileExistsError, match="exists and is not empty"):
+            Trainer.start(_config(epochs=1), other)
+        assert (other / name).read_text() == "mine"
 
 
 def test_an_explicit_data_dir_that_does_not_exist_is_an_error_even_with_the_environment_set(

@@ -81,8 +81,8 @@ MAPS_FILE = "information_maps.npz"
 
 @dataclass(frozen=True)
 class Setting:
-    """The size of a study: network width, data, schedule, betas, seeds, and the figure's samples;
-    ``batch_size``, ``optimizer`` and ``lr`` replace the preset's where given."""
+    """The size of a study (cluttered and occluded): network width, data, schedule, betas, seeds, and the
+    figure's samples; ``batch_size``, ``optimizer`` and ``lr`` replace the preset's where given."""
 
     width: float
     num_train: int | None

@@ -48,7 +48,6 @@ beta (``--grid method=binary``).
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +60,7 @@ from infodropout.train.config import PRESETS, resolve
 from infodropout.train.report.figures import COLOURS, save
 from infodropout.train.report.tables import format_mean_std, markdown_table
 
-from .cluttered import choose_size, evaluation, run_extras, standardised
+from .cluttered import Setting, choose_size, evaluation, run_extras, standardised
 from .experiment import Column, Experiment, StudyOptions
 from .mnist_sizes import scaled_milestones
 from .runner import RunSpec, Study, measure
@@ -73,29 +72,6 @@ PROBE_TRAIN = 10_000
 #: The probe's L2 penalties to choose from (on the standardised representation).
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 BATCH = 500
-
-
-@dataclass(frozen=True)
-class Setting:
-    """The size of a study: network width, data, schedule, betas of information dropout, seeds."""
-
-    width: float
-    num_train: int | None
-    num_test: int | None
-    epochs: int
-    betas: tuple[float, ...]
-    seeds: int
-    recalibrate_batches: int
-
-    def to_dict(self) -> dict:
-        return {
-            "width": self.width,
-            "num_train": self.num_train,
-            "num_test": self.num_test,
-            "epochs": self.epochs,
-            "betas": list(self.betas),
-            "recalibrate_batches": self.recalibrate_batches,
-        }
 
 
 PAPER = Setting(1.0, None, None, 200, (0.0, 1e-5, 6e-5, 3e-4, 1e-3, 1e-2), 2, 100)
@@ -112,12 +88,9 @@ def build(options: StudyOptions) -> Study:
     milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])
     common = dict(
         dataset="occluded-cifar",
-        width=setting.width,
+        **setting.overrides(),
         epochs=epochs,
         milestones=milestones,
-        num_train=setting.num_train,
-        num_test=setting.num_test,
-        recalibrate_batches=setting.recalibrate_batches,
         device=options.device,
         data_dir=options.data_dir,
     )

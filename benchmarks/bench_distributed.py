@@ -1,0 +1,77 @@
+"""One epoch of the MNIST MLP in one process, under ``torchrun --nproc-per-node=1`` and on K gloo processes.
+
+    python benchmarks/bench_distributed.py [--out DIR] [--procs 2] [--device cpu|cuda] [-- TRAIN OPTIONS ...]
+
+Runs ``infodropout train mnist-mlp --epochs 1`` (full MNIST, the preset's widths unless train options
+given after ``--`` say otherwise) three ways, each as a fresh command so that every wall time includes
+the start of Python, the data and the process group: plain, ``torchrun --standalone --nproc-per-node=1``
+and ``--nproc-per-node=K``. Prints their wall times, the overhead of torchrun with one process over the
+plain command (issue 11's target: at most 5% on a machine with one GPU), and the largest relative
+difference ``||a - b|| / ||a||`` over the parameter tensors between the K-process run and the plain one
+(target: 1e-5). On CUDA, K must not exceed the GPUs.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from infodropout.train.checkpoint import load_checkpoint
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def max_relative_difference(a: dict, b: dict) -> tuple[float, str]:
+    worst = max(a, key=lambda k: ((a[k].double() - b[k].double()).norm() / a[k].double().norm()).item())
+    value = ((a[worst].double() - b[worst].double()).norm() / a[worst].double().norm()).item()
+    return value, worst
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="the three run directories (default: a temp dir)")
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("extra", nargs="*", help="more train options (after --)")
+    args = parser.parse_args(argv)
+    root = args.out or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
+    root.mkdir(parents=True, exist_ok=True)
+    train = ["train", "mnist-mlp", "--epochs", "1", "--device", args.device, *args.extra]
+    module = [sys.executable, "-m", "infodropout.train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    seconds = {
+        "plain": timed([*module, *train, "--out", str(root / "plain")]),
+        "torchrun-1": timed(
+            [*torchrun, "--nproc-per-node=1", "-m", "infodropout.train", *train, "--out", str(root / "one")]
+        ),
+        f"torchrun-{args.procs}": timed(
+            [*torchrun, f"--nproc-per-node={args.procs}", "-m", "infodropout.train", *train, "--out", str(root / "k")]
+        ),
+    }
+    plain, k = (load_checkpoint(root / name / "checkpoint.pt") for name in ("plain", "k"))
+    difference, where = max_relative_difference(plain["model"], k["model"])
+    result = {
+        "seconds": {name: round(s, 2) for name, s in seconds.items()},
+        "torchrun_1_overhead": round(seconds["torchrun-1"] / seconds["plain"] - 1, 4),
+        f"max_relative_difference_{args.procs}_procs": difference,
+        "worst_parameter": where,
+        "steps": int(k["global_step"]),
+        "device": args.device,
+        "runs": str(root),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
