@@ -7,12 +7,19 @@ given after ``--`` say otherwise) three ways, each as a fresh command so that ev
 the start of Python, the data and the process group: plain, ``torchrun --standalone --nproc-per-node=1``
 and ``--nproc-per-node=K``. Prints their wall times, the overhead of torchrun with one process over the
 plain command (issue 11's target: at most 5% on a machine with one GPU), and the largest relative
-difference ``||a - b|| / ||a||`` over the parameter tensors between the K-process run and the plain one
+difference ``||a - b|| / ||a||`` over the parameter tensors between the K-process run and one process
 (target: 1e-5). On CUDA, K must not exceed the GPUs.
+
+The reference for K processes is the plain command run with the threads of one of them (torchrun sets
+``OMP_NUM_THREADS=1`` for K > 1): on the CPU the number of intra-op threads changes the order of float
+sums, and Adam, which divides each gradient by its own running scale, carries such differences from
+the smallest gradients into updates of full size. The plain command with its default threads against
+the same command with one thread is printed too: the spread that float order alone makes in this run.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,9 +29,9 @@ from pathlib import Path
 from infodropout.train.checkpoint import load_checkpoint
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str], **env: str) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
     seconds = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -58,13 +65,19 @@ def main(argv=None) -> int:
             [*torchrun, f"--nproc-per-node={args.procs}", "-m", "infodropout.train", *train, "--out", str(root / "k")]
         ),
     }
-    plain, k = (load_checkpoint(root / name / "checkpoint.pt") for name in ("plain", "k"))
-    difference, where = max_relative_difference(plain["model"], k["model"])
+    threads = os.environ.get("OMP_NUM_THREADS", "1") if args.procs == 1 else "1"
+    seconds[f"plain-{threads}-thread"] = timed(
+        [*module, *train, "--out", str(root / "threads")], OMP_NUM_THREADS=threads
+    )
+    plain, k, reference = (load_checkpoint(root / name / "checkpoint.pt") for name in ("plain", "k", "threads"))
+    difference, where = max_relative_difference(reference["model"], k["model"])
+    spread, _ = max_relative_difference(plain["model"], reference["model"])
     result = {
         "seconds": {name: round(s, 2) for name, s in seconds.items()},
         "torchrun_1_overhead": round(seconds["torchrun-1"] / seconds["plain"] - 1, 4),
         f"max_relative_difference_{args.procs}_procs": difference,
         "worst_parameter": where,
+        f"plain_default_threads_vs_{threads}_thread": spread,
         "steps": int(k["global_step"]),
         "device": args.device,
         "runs": str(root),
