@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (each is idempotent):
-#   make demo   train an information-dropout and a binary-dropout classifier, print errors and KL per layer
+#   make demo   information vs binary dropout classifiers, then a small priors study on dSprites; both tables
 #   make test   run the test suite (the default run: under 10 minutes on 2 CPU cores)
 # The virtual environment lives in .venv; it is rebuilt only when pyproject.toml changes.
 
