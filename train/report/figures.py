@@ -90,8 +90,13 @@ def image_grid(
     images = _as_images(images)
     n = len(images)
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(0.9 * ncols + (1.2 if row_labels else 0), 0.9 * nrows + (0.4 if title else 0)))
+    label_width, title_height = (1.2 if row_labels else 0.05), (0.4 if title else 0.05)  # inches
+    width, height = 0.9 * ncols + label_width, 0.9 * nrows + title_height
+    fig = Figure(figsize=(width, height))
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    # margins in inches (matplotlib's default fractions leave a band a tenth of a tall grid empty)
+    fig.subplots_adjust(left=label_width / width, right=1 - 0.05 / width, bottom=0.05 / height,
+                        top=1 - title_height / height, wspace=0.1, hspace=0.1)  # fmt: skip
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
