@@ -39,18 +39,21 @@ def timed(command: list[str], **env: str) -> float:
 
 
 def max_relative_difference(a: dict, b: dict) -> tuple[float, str]:
-    worst = max(a, key=lambda k: ((a[k].double() - b[k].double()).norm() / a[k].double().norm()).item())
-    value = ((a[worst].double() - b[worst].double()).norm() / a[worst].double().norm()).item()
-    return value, worst
+    """The largest ``||a - b|| / ||a||`` over the tensors, and its name."""
+    differences = {k: ((a[k].double() - b[k].double()).norm() / a[k].double().norm()).item() for k in a}
+    worst = max(differences, key=differences.get)
+    return differences[worst], worst
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="the three run directories (default: a temp dir)")
-    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--procs", type=int, default=2, help="K >= 2")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("extra", nargs="*", help="more train options (after --)")
     args = parser.parse_args(argv)
+    if args.procs < 2:
+        parser.error(f"--procs {args.procs}: expected K >= 2 (one process is the torchrun-1 run)")
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
     root.mkdir(parents=True, exist_ok=True)
     train = ["train", "mnist-mlp", "--epochs", "1", "--device", args.device, *args.extra]
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
             [*torchrun, f"--nproc-per-node={args.procs}", "-m", "infodropout.train", *train, "--out", str(root / "k")]
         ),
     }
-    threads = os.environ.get("OMP_NUM_THREADS", "1") if args.procs == 1 else "1"
+    threads = os.environ.get("OMP_NUM_THREADS", "1")  # what torchrun gives each of K > 1 processes
     seconds[f"plain-{threads}-thread"] = timed(
         [*module, *train, "--out", str(root / "threads")], OMP_NUM_THREADS=threads
     )

@@ -18,11 +18,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: damaged, foreign, or from another configuration."""
 
 
+_TMP_SUFFIX = ".tmp"  # atomic_write_bytes's temporary files: .NAME.XXXXXXXX.tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and a rename (a process
     killed before the rename leaves only that file: see :func:`interrupted_write`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -38,7 +41,7 @@ def interrupted_write(path: Path) -> bool:
     """Whether ``path`` is the temporary file of an :func:`atomic_write_bytes` that never reached its
     rename (``.NAME.XXXXXXXX.tmp``: the process was killed while writing): it holds nothing of the run."""
     name = Path(path).name
-    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX) and name.count(".") >= 3
 
 
 def atomic_write_text(path: Path, text: str) -> None:

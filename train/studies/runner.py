@@ -191,7 +191,7 @@ def prepare_out(study: Study, out: Path, resume: bool) -> Path:
             raise ValueError(
                 f"--out {out}: holds the study {held.get('study')!r}, not {study.name!r}; choose another --out"
             )
-        held = _current(held)
+        held = _current(held, manifest)
         if held != manifest:
             raise ValueError(f"--out {out}: holds {_difference(held, manifest)}; choose another --out")
         if not resume:
@@ -202,16 +202,19 @@ def prepare_out(study: Study, out: Path, resume: bool) -> Path:
     return out
 
 
-def _current(manifest: dict) -> dict:
+def _current(manifest: dict, wanted: dict) -> dict:
     """A manifest's runs read as this version's configs (options added since it was written take their
-    defaults, which is what resuming those runs does), so that the comparison is of what would run."""
+    defaults, which is what resuming those runs does), and its settings with the ones added since that
+    say "the preset's" (None in ``wanted``) read as such, so that the comparison is of what would run."""
+    held_settings = manifest.get("settings", {})
+    added = {k: None for k, v in wanted.get("settings", {}).items() if v is None and k not in held_settings}
     runs = []
     for run in manifest.get("runs", []):
         try:
             runs.append(json.loads(json.dumps(RunSpec.from_dict(run).to_dict())))
         except (KeyError, TypeError, ValueError):
             runs.append(run)  # unreadable now: compared as written (and so found different)
-    return {**manifest, "runs": runs}
+    return {**manifest, "settings": {**added, **held_settings}, "runs": runs}
 
 
 def _difference(held: dict, wanted: dict) -> str:

@@ -185,3 +185,17 @@ def test_a_study_written_before_an_option_was_added_still_resumes(tmp_path):
     path.write_text(json.dumps(manifest))
     again = run_study(study, tmp_path / "out", resume=True, **_quiet())
     assert len(again.results) == 2
+
+
+def test_a_study_written_before_a_setting_was_recorded_still_resumes(tmp_path):
+    """A setting added since (``lr``: None, the preset's) reads as the preset's in an older study.json;
+    a setting with a value of its own is still a different study."""
+    path = tmp_path / "out" / "study.json"
+    run_study(_study(seeds=(0,), epochs=1), tmp_path / "out", **_quiet())
+    newer = _study(seeds=(0,), epochs=1)
+    newer = Study(newer.name, newer.runs, primary=newer.primary, settings={"kind": "toy", "lr": None})
+    assert len(run_study(newer, tmp_path / "out", resume=True, **_quiet()).results) == 2
+    assert "lr" not in json.loads(path.read_text())["settings"]  # the directory is left as it was
+    other = Study(newer.name, newer.runs, primary=newer.primary, settings={"kind": "toy", "lr": 0.1})
+    with pytest.raises(ValueError, match="with other settings"):
+        run_study(other, tmp_path / "out", resume=True, **_quiet())
