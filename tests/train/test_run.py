@@ -120,11 +120,16 @@ def test_running_out_of_memory_names_the_batch_size_to_lower(tmp_path):
 
 
 def test_ctrl_c_asks_the_loop_to_stop_after_the_current_step():
-    flag = _StopFlag()
-    with flag.on_sigint():
-        os.kill(os.getpid(), signal.SIGINT)
-        assert flag.requested
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler first: a test run started in the background inherits SIGINT ignored
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        flag = _StopFlag()
+        with flag.on_sigint():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert flag.requested
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 @pytest.mark.parametrize(
