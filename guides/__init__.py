@@ -15,7 +15,7 @@ from .layers import (
     noisy_linear,
     sampling,
 )
-from .noise import MultiplicativeLogNormal, shard
+from .noise import MultiplicativeLogNormal, drawing
 
 __all__ = [
     "KINDS",
@@ -31,8 +31,8 @@ __all__ = [
     "MultiplicativeLogNormal",
     "NoisyLayer",
     "VAEEncoder",
+    "drawing",
     "noisy_conv2d",
     "noisy_linear",
     "sampling",
-    "shard",
 ]

@@ -9,8 +9,8 @@ them in is how the dropout baselines run through the same code.
 
 Noise is on in training mode and off in evaluation mode (the output is then ``f(h)``, the median of
 the noise), unless :func:`sampling` forces it on, e.g. to average predictions over noise samples.
-Inside :func:`~infodropout.guides.noise.shard` (one rank of a data-parallel run) every layer draws its
-noise for the global batch and keeps its own rows.
+Every layer draws its per-example noise through :func:`~infodropout.guides.noise.draw_noise`, which a
+caller may route (:func:`~infodropout.guides.noise.drawing`).
 """
 
 import contextlib
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .noise import MultiplicativeLogNormal, Normal, current_shard, draw_rows, fill_standard_normal
+from .noise import MultiplicativeLogNormal, Normal, current_drawer, draw_noise, fill_standard_normal
 
 #: Kinds of noisy layer, by the name configs and the command line use.
 KINDS = ("information", "binary", "gaussian", "none")
@@ -45,11 +45,11 @@ def sampling(enabled: bool = True):
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """Binary dropout, ``x * m / (1 - p)`` with ``m ~ Bernoulli(1 - p)`` per element: ``F.dropout`` itself,
-    except inside :func:`~infodropout.guides.noise.shard`, where the mask of the global batch is drawn
-    (``Tensor.bernoulli_``) and this process's rows of it are kept."""
-    if current_shard() is None or not training or p == 0:
+    except inside :func:`~infodropout.guides.noise.drawing`, where the mask is drawn by
+    ``Tensor.bernoulli_`` through the installed drawer."""
+    if current_drawer() is None or not training or p == 0:
         return F.dropout(x, p, training=training)
-    keep = draw_rows(lambda t: t.bernoulli_(1 - p), x.shape, 0, x.dtype, x.device)  # (B, ...) of 0s and 1s
+    keep = draw_noise(lambda t: t.bernoulli_(1 - p), x.shape, 0, x.dtype, x.device)  # (B, ...) of 0s and 1s
     return x * keep / (1 - p)
 
 
@@ -303,9 +303,9 @@ class GaussianDropout(NoisyLayer):
         f = self._act(self.f_head(h))
         if not self.noisy or self.p == 0:
             return f
-        if current_shard() is None:
+        if current_drawer() is None:
             return f * (1 + self.noise_std * torch.randn_like(f))
-        eps = draw_rows(fill_standard_normal, f.shape, 0, f.dtype, f.device, _layout(f))  # in f's layout, as randn_like
+        eps = draw_noise(fill_standard_normal, f.shape, 0, f.dtype, f.device, _layout(f))  # f's layout, as randn_like
         return f * (1 + self.noise_std * eps)
 
     def extra_repr(self) -> str:

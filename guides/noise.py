@@ -1,15 +1,16 @@
-"""The guide's noise: multiplicative log-normal activations (Information Dropout), and how noise is
-drawn when one batch is split over several processes.
+"""The guide's noise: multiplicative log-normal activations (Information Dropout), and the one place
+every noisy layer draws its per-example noise from.
 
-Inside :func:`shard`, this process holds rows ``start .. start + B`` of a global batch of ``total``
-rows (one rank of a data-parallel run): every draw of per-example noise is made for the whole global
-batch from the global generator and this process keeps its own rows. Each process then uses exactly
-the noise one process would use on those rows of the global batch, and every process draws the same
-amount, so their random states stay equal. Outside it nothing changes.
+Every draw of per-example noise in :mod:`infodropout.guides` goes through :func:`draw_noise`. By default
+that is the draw itself; inside :func:`drawing` it is a function the caller installs, which may draw
+more and keep a part (e.g. one process of a data-parallel run drawing the global batch's noise and
+keeping its rows: :func:`infodropout.train.distributed.shard`). The guides know only that the draw can
+be routed, not why.
 """
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import pyro.distributions as dist
 import torch
@@ -22,54 +23,36 @@ LOG_BASE_FLOOR = 1e-4
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-_SHARD: list[tuple[int, int] | None] = [None]
+#: ``draw(fill, shape, row_dim, dtype, device, memory_format) -> Tensor``: how per-example noise is drawn.
+Drawer = Callable[..., torch.Tensor]
+_DRAWERS: list[Drawer | None] = [None]
 
 
 @contextlib.contextmanager
-def shard(start: int | None, total: int | None = None):
-    """Draw noise for a global batch of ``total`` rows and keep this process's rows, from ``start`` on
-    (as many as its batch has); ``shard(None)`` draws for the local batch alone again (e.g. a trace on
-    one row inside a sharded block)."""
-    if start is None:
-        _SHARD.append(None)
-    else:
-        if not (isinstance(start, int) and isinstance(total, int) and 0 <= start <= total):
-            raise ValueError(f"shard(start={start!r}, total={total!r}): expected integers with 0 <= start <= total")
-        _SHARD.append((start, total))
+def drawing(draw: Drawer | None):
+    """Route every draw of per-example noise through ``draw(fill, shape, row_dim, dtype, device,
+    memory_format)``, which returns a tensor of ``shape`` (dimension ``row_dim`` holds the examples)
+    filled by ``fill`` (an in-place draw such as ``Tensor.normal_``); ``drawing(None)`` draws plainly
+    again inside (e.g. a trace of one example)."""
+    _DRAWERS.append(draw)
     try:
         yield
     finally:
-        _SHARD.pop()
+        _DRAWERS.pop()
 
 
-def current_shard() -> tuple[int, int] | None:
-    """``(start, total)`` inside :func:`shard`, else None."""
-    return _SHARD[-1]
+def current_drawer() -> Drawer | None:
+    """The function installed by the innermost :func:`drawing`, or None (plain draws)."""
+    return _DRAWERS[-1]
 
 
-def draw_rows(fill, shape, row_dim: int, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
-    """``fill(torch.empty(shape))`` (a draw in place, e.g. ``Tensor.normal_``) for this process's rows.
-
-    Outside :func:`shard` that is the draw itself. Inside it, dimension ``row_dim`` of ``shape`` holds
-    this process's ``B`` rows: the draw is made for the global ``total`` rows and rows
-    ``start .. start + B`` are kept (a view of the global draw). ``memory_format`` is the layout the
-    draw is made in (its elements are drawn in memory order).
-    """
-    rows = current_shard()
-    if rows is None:
+def draw_noise(fill, shape, row_dim: int, dtype, device, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """``fill(torch.empty(shape))`` (an in-place draw, e.g. ``Tensor.normal_``; its elements are drawn in
+    the memory order of ``memory_format``), through the drawer of :func:`drawing` where one is installed."""
+    drawer = current_drawer()
+    if drawer is None:
         return fill(torch.empty(shape, dtype=dtype, device=device, memory_format=memory_format))
-    start, total = rows
-    shape = torch.Size(shape)
-    if len(shape) <= row_dim:
-        raise ValueError(f"sharded noise of shape {tuple(shape)}: no batch dimension {row_dim} to shard")
-    local = shape[row_dim]
-    if start + local > total:
-        raise ValueError(
-            f"sharded noise: rows {start}..{start + local} of a global batch of {total} (shape {tuple(shape)})"
-        )
-    global_shape = shape[:row_dim] + (total,) + shape[row_dim + 1 :]
-    drawn = fill(torch.empty(global_shape, dtype=dtype, device=device, memory_format=memory_format))
-    return drawn.narrow(row_dim, start, local)
+    return drawer(fill, torch.Size(shape), row_dim, dtype, device, memory_format)
 
 
 def fill_standard_normal(t: torch.Tensor) -> torch.Tensor:
@@ -78,13 +61,13 @@ def fill_standard_normal(t: torch.Tensor) -> torch.Tensor:
 
 
 class Normal(dist.Normal):
-    """Pyro's ``Normal`` whose reparametrised samples follow :func:`shard` (the same draws outside it)."""
+    """Pyro's ``Normal`` whose reparametrised samples follow :func:`drawing` (the same draws outside it)."""
 
     def rsample(self, sample_shape=torch.Size()):
-        if current_shard() is None:
+        if current_drawer() is None:
             return super().rsample(sample_shape)
         shape = self._extended_shape(sample_shape)
-        eps = draw_rows(fill_standard_normal, shape, len(sample_shape), self.loc.dtype, self.loc.device)
+        eps = draw_noise(fill_standard_normal, shape, len(sample_shape), self.loc.dtype, self.loc.device)
         return self.loc + eps * self.scale
 
 
@@ -159,10 +142,10 @@ class MultiplicativeLogNormal(TorchDistribution):
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
-        if current_shard() is None:
+        if current_drawer() is None:
             eps = torch.randn(shape, dtype=self.base.dtype, device=self.base.device)
-        else:  # this process's rows of the global batch's draw
-            eps = draw_rows(fill_standard_normal, shape, len(sample_shape), self.base.dtype, self.base.device)
+        else:
+            eps = draw_noise(fill_standard_normal, shape, len(sample_shape), self.base.dtype, self.base.device)
         return self.base * torch.exp(self.scale * eps)
 
     def log_prob(self, value):

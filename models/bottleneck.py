@@ -27,12 +27,12 @@ import torch
 from pyro.params.param_store import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
-from torch.distributions import constraints, kl_divergence
+from torch.distributions import constraints
 
 from infodropout.guides.layers import NoisyLayer, sampling
-from infodropout.guides.noise import shard
+from infodropout.guides.noise import drawing
 
-from .kl import loguniform_kl
+from .kl import elementwise, kl_or_estimate, loguniform_kl
 from .likelihoods import Likelihood, make_likelihood
 from .priors import KL_CONVENTIONS, LogUniformPrior, Prior, check_kl_convention, check_prior, default_prior, make_prior
 
@@ -153,8 +153,8 @@ class _Shared:
         """The layout for inputs shaped like ``x``: found by tracing the encoder once, then cached.
 
         The trace runs on ``x[:1]`` without gradients, in evaluation mode (no batch-norm updates)
-        with noise forced on (for that one row, whatever :func:`~infodropout.guides.noise.shard` says) and
-        the random number generator left untouched.
+        with noise forced on and drawn plainly (for that one row, whatever
+        :func:`~infodropout.guides.noise.drawing` installed) and the random number generator left untouched.
         """
         key = tuple(x.shape[1:])
         layout = self.layouts.get(key)
@@ -181,7 +181,7 @@ def _trace_layout(encoder: nn.Module, x: torch.Tensor) -> Layout:
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         encoder.eval()
-        with torch.no_grad(), sampling(True), shard(None), torch.random.fork_rng(devices=devices), poutine.block():
+        with torch.no_grad(), sampling(True), drawing(None), torch.random.fork_rng(devices=devices), poutine.block():
             trace = poutine.trace(encoder).get_trace(x)
     finally:
         for module, training in modes:
@@ -451,29 +451,16 @@ class InformationBottleneck(nn.Module):
             if site is None:
                 continue
             q = site["fn"]
-            if isinstance(prior, LogUniformPrior):
-                base, event_dims = _base_and_event_dims(q)
+            if isinstance(prior, LogUniformPrior):  # every convention from the same draw of the noise
+                base, event_dims = elementwise(q)
                 for c in conventions:
                     kl = loguniform_kl(base, c)  # (B, *event)
                     out[c][name] = kl.sum(tuple(range(-event_dims, 0))) if event_dims else kl
                 continue
-            p = prior(batch, q.event_shape)
-            try:
-                kl = kl_divergence(q, p)
-            except NotImplementedError:
-                kl = q.log_prob(site["value"]) - p.log_prob(site["value"])
+            kl, _ = kl_or_estimate(q, prior(batch, q.event_shape), value=site["value"])
             for c in conventions:
                 out[c][name] = kl
         return out
-
-
-def _base_and_event_dims(q):
-    """The elementwise distribution under ``Independent`` wrappers, and how many event dims they add."""
-    dims = 0
-    while isinstance(q, torch.distributions.Independent):
-        dims += q.reinterpreted_batch_ndims
-        q = q.base_dist
-    return q, dims
 
 
 def _check_beta(beta):

@@ -59,6 +59,8 @@ class LogUniform(TorchDistribution):
 
     arg_constraints = {}
     support = constraints.nonnegative
+    #: It has no normalising constant (see :func:`is_improper`).
+    improper = True
 
     def __init__(self, batch_shape=torch.Size(), event_shape=torch.Size(), convention="exact", validate_args=None):
         self.convention = check_kl_convention(convention)
@@ -79,6 +81,18 @@ class LogUniform(TorchDistribution):
 
     def sample(self, sample_shape=torch.Size()):
         raise NotImplementedError("LogUniform is improper and has no samples; run the model under a guide")
+
+
+def is_improper(distribution) -> bool:
+    """Whether ``distribution`` (under any ``Independent`` or transform wrappers) has no normalising
+    constant, so that ``log p(x)`` under a model with it as a prior is undefined. A distribution says so
+    itself with a true ``improper`` attribute (:class:`LogUniform` does; give a plug-in prior's
+    distribution one); Pyro's own ``ImproperUniform``, which cannot carry it, is improper too."""
+    while distribution is not None:
+        if getattr(distribution, "improper", False) or isinstance(distribution, dist.ImproperUniform):
+            return True
+        distribution = getattr(distribution, "base_dist", None)
+    return False
 
 
 class MultivariateLogNormal(dist.TransformedDistribution):

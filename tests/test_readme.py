@@ -4,6 +4,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 
@@ -24,7 +25,7 @@ def _run(block: str) -> dict:
 
 def test_readme_python_example_runs():
     blocks = _blocks()
-    assert len(blocks) == 2, "the README shows the Pyro example and the plug-in prior"
+    assert len(blocks) == 3, "the README shows the Pyro example, the plug-in prior and the plug-in metric"
     namespace = _run(blocks[0])
     assert set(namespace["info"]) == {"z1", "z2"}
     assert namespace["probs"].shape == (128, 10)
@@ -49,6 +50,19 @@ def test_the_plugin_prior_example_registers_and_trains_with_a_monte_carlo_kl():
         assert type(namespace["ib"].model.priors[0]).__name__ == "LogLaplacePrior"
     finally:
         unregister_prior("log-laplace")
+
+
+def test_the_metric_example_registers_a_metric_that_computes_from_a_representation():
+    from infodropout.train.metrics import FAST, METRICS, MetricInputs, unregister_metric
+
+    try:
+        namespace = _run(_blocks()[2])
+        metric = METRICS["latent-range"]
+        codes = np.array([[0.0, 1.0], [2.0, 5.0], [1.0, 3.0]])
+        result = metric.evaluate(MetricInputs(representation=codes), FAST)
+        assert result == {"range": 3.0} and namespace["latent_range"](codes) == result  # ranges 2 and 4
+    finally:
+        unregister_metric("latent-range")
 
 
 def test_readme_states_the_two_commands():

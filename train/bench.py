@@ -18,8 +18,8 @@ from infodropout.guides.layers import InformationDropout
 from infodropout.models import InformationBottleneck
 from infodropout.models.zoo import build_network
 
-from .checkpoint import write_json
 from .engine import GraphedStep, TrainStep, autocast, make_optimizer, training_context
+from .files import write_json
 from .run import package_versions, resolve_device
 
 #: name -> (architecture, input shape, batch size, extra build options)

@@ -201,7 +201,7 @@ def _resume(args) -> int:
 
 
 def _eval(args) -> int:
-    from .checkpoint import write_json
+    from .files import write_json
     from .run import Trainer
 
     path = Path(args.run_dir) / "eval.json"

@@ -13,14 +13,15 @@ What a data-parallel run means here (see :class:`~infodropout.train.run.Trainer`
   contiguous block of B / K rows of each global batch; its plate has size N and a subsample of B / K,
   so its loss is the mean per-example loss of its rows and DDP's gradient average is the mean over the
   global batch: the gradient of one process on the same batch.
-- Every noisy layer draws its noise for the global batch and keeps its rows
-  (:func:`~infodropout.guides.noise.shard`): each rank uses the noise one process would, and all ranks
+- Every noisy layer draws its noise for the global batch and keeps its rows (:func:`shard`): each
+  rank uses the noise one process would, and all ranks
   keep equal random states, so rank 0's checkpoint serves any number of ranks.
 - The accumulators of each rank are reduced where they are read; evaluation splits each test batch
   over the ranks and sums their totals, so every rank gets the same metrics.
 - Only rank 0 writes files and prints.
 """
 
+import contextlib
 import datetime
 import math
 import os
@@ -30,6 +31,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from infodropout.guides.noise import drawing
 
 from .data.loader import row_block
 
@@ -39,6 +43,36 @@ ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_TIMEOUT = 600.0
 #: What an all-reduce of "no bad step" carries (the smallest real step wins).
 _NO_STEP = torch.iinfo(torch.long).max
+
+
+@contextlib.contextmanager
+def shard(start: int | None, total: int | None = None):
+    """This process holds rows ``start .. start + B`` of a global batch of ``total`` rows (one rank of a
+    data-parallel run): every draw of per-example noise is made for the whole global batch from the
+    global generator and this process keeps its own rows (as many as its batch has). Each process then
+    uses exactly the noise one process would use on those rows, and every process draws the same amount,
+    so their random states stay equal. ``shard(None)`` draws for the local batch alone again."""
+    if start is None:
+        with drawing(None):
+            yield
+        return
+    if not (isinstance(start, int) and isinstance(total, int) and 0 <= start <= total):
+        raise ValueError(f"shard(start={start!r}, total={total!r}): expected integers with 0 <= start <= total")
+
+    def draw(fill, shape: torch.Size, row_dim: int, dtype, device, memory_format) -> torch.Tensor:
+        if len(shape) <= row_dim:
+            raise ValueError(f"sharded noise of shape {tuple(shape)}: no batch dimension {row_dim} to shard")
+        local = shape[row_dim]
+        if start + local > total:
+            raise ValueError(
+                f"sharded noise: rows {start}..{start + local} of a global batch of {total} (shape {tuple(shape)})"
+            )
+        global_shape = shape[:row_dim] + (total,) + shape[row_dim + 1 :]
+        drawn = fill(torch.empty(global_shape, dtype=dtype, device=device, memory_format=memory_format))
+        return drawn.narrow(row_dim, start, local)  # a view of the global draw
+
+    with drawing(draw):
+        yield
 
 
 class RankError(RuntimeError):
@@ -130,8 +164,6 @@ class World:
         now, and averages the gradients over the ranks in every backward pass); ``module`` for one process."""
         if not self.distributed:
             return module
-        from torch.nn.parallel import DistributedDataParallel
-
         cuda = self.device is not None and self.device.type == "cuda"
         return DistributedDataParallel(
             module,

@@ -8,7 +8,8 @@ from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceMeanField_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import nn
-from torch.distributions import kl_divergence
+
+from infodropout.models.kl import kl_or_estimate
 
 
 @dataclass
@@ -60,11 +61,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 continue
             guide_site = guide_trace.nodes[name]
             q, p = guide_site["fn"], site["fn"]
-            try:
-                kl = kl_divergence(q, p)
-            except NotImplementedError:
-                z = guide_site["value"]
-                kl = q.log_prob(z) - p.log_prob(z)
+            kl, _ = kl_or_estimate(q, p, value=guide_site["value"])
             loss = loss + scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
             kls[name] = kl.sum()
         return ELBOTerms(torch.as_tensor(loss), torch.as_tensor(nll), kls)

@@ -22,49 +22,31 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
 from pathlib import Path
 
 import pyro
 import torch
 
-from infodropout.guides.layers import sampling
-from infodropout.guides.noise import shard
 from infodropout.models.priors import KL_CONVENTIONS
 from infodropout.models.zoo import build_network
 
 from . import data as datalib
 from . import distributed
-from .checkpoint import (
-    CheckpointError,
-    atomic_write_text,
-    interrupted_write,
-    load_checkpoint,
-    save_checkpoint,
-    write_json,
-)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig, zero_steps_message
 from .data.dsprites import find_dsprites_npz
 from .data.paths import root_of
-from .distributed import DEFAULT_TIMEOUT, World
-from .elbo import ELBOModule, MeanFieldELBO
-from .engine import (
-    TrainStep,
-    batchnorm_state,
-    check_finite,
-    make_optimizer,
-    make_step,
-    progress,
-    recalibrate_batchnorm,
-    restore_batchnorm,
-    training_context,
-)
+from .distributed import DEFAULT_TIMEOUT, World, shard
+from .elbo import ELBOModule
+from .engine import TrainStep, check_finite, make_optimizer, make_step, progress, training_context
+from .evaluation import classifier_measures, evaluating, reconstruction_measures
+from .files import check_new_run_dir, create_run_dir, never_saved, write_json, write_text
 from .report.tensorboard import EpochScalars
 from .schedules import beta_at, lr_factor, set_lr
 
 EVAL_BATCH = 500
-#: The files of a run that has saved something (a run directory holding none of them can be reused).
-RESULT_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.json", "eval.json")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -80,8 +62,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def package_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for dist in ("information-dropout", "torch", "pyro-ppl", "numpy"):
         try:
@@ -108,10 +88,9 @@ class RunData:
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
-    if n is None or n >= len(x):
-        return x, y
-    generator = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(len(x), generator=generator)[:n].to(x.device)
+    """The examples a run keeps (:func:`~infodropout.train.data.subset_index`: all when ``n`` is at least
+    their number), on their device."""
+    keep = datalib.subset_index(len(x), n, seed).to(x.device)
     return x.index_select(0, keep), y.index_select(0, keep)
 
 
@@ -135,8 +114,7 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
         source = None if sprites.packed is None else _joined([root_of(find_dsprites_npz(data_dir), data_dir)])
         subset = None
         if config.num_train is not None and config.num_train < len(sprites):
-            generator = torch.Generator().manual_seed(config.seed)
-            subset = torch.randperm(len(sprites), generator=generator)[: config.num_train]
+            subset = datalib.subset_index(len(sprites), config.num_train, config.seed)
         train = datalib.DSpritesLoader(sprites, config.batch_size, True, True, config.seed, indices=subset)
         num_test = config.num_test or 10_000
         test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), num_test)
@@ -207,36 +185,6 @@ def build_model(config: TrainConfig, data: RunData):
         input_dropout=config.input_dropout,
         kl_convention=config.kl_convention,
     )
-
-
-def never_saved(path: Path) -> bool:
-    """Whether ``path`` holds a run that never saved anything: a ``config.json`` and none of
-    :data:`RESULT_FILES` (the run failed or was killed before its first checkpoint)."""
-    path = Path(path)
-    return (path / "config.json").is_file() and not any((path / name).exists() for name in RESULT_FILES)
-
-
-def check_new_run_dir(path: Path) -> Path:
-    """Refuse a run directory that exists and is not empty (nothing is ever overwritten), unless it holds
-    a run that never saved anything (:func:`never_saved`): only its ``config.json`` is replaced. The
-    temporary file of a write that was killed before its rename (:func:`interrupted_write`, e.g. a run
-    killed while writing its first ``config.json``) counts as nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"run directory {path} is a file: choose another --out")
-    holds = path.is_dir() and any(not interrupted_write(entry) for entry in path.iterdir())
-    if holds and not never_saved(path):
-        raise FileExistsError(
-            f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"
-        )
-    return path
-
-
-def create_run_dir(path: Path) -> Path:
-    """Create ``path`` for a new run; refuse one that exists and is not empty."""
-    path = check_new_run_dir(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class Trainer:
@@ -389,7 +337,7 @@ class Trainer:
             return
         save_checkpoint(self.run_dir / "checkpoint.pt", state)
         lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
-        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+        write_text(self.run_dir / "metrics.jsonl", lines)
 
     def what_is_kept(self) -> str:
         """What survives a run that stops now: the last checkpoint, or a true word that there is none."""
@@ -598,99 +546,31 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Test metrics in evaluation mode: error (noise off) and KL per layer for classifiers; the
-        ELBO (beta = 1, noise on) and its parts for autoencoders.
+    def recalibration_batches(self):
+        """The batches batch-norm statistics are re-estimated on before testing (the config's
+        ``recalibrate_batches`` of the recalibration loader's first epoch), or None where there are none."""
+        if self.data.recalibration is None or not self.config.recalibrate_batches:
+            return None
+        self.data.recalibration.set_epoch(0)
+        return islice(iter(self.data.recalibration), self.config.recalibrate_batches)
 
-        ``test_kl`` is the information per layer (KL per example, nats) under the run's convention,
-        ``kl_convention``. For a classifier with log-uniform priors ``test_kl_exact`` and
-        ``test_kl_authors`` give it under both conventions, from the same noise draws (layers with
-        other priors have the same value in both).
+    def evaluate(self) -> dict:
+        """The test measures of the network (:func:`~infodropout.train.evaluation.classifier_measures`:
+        error with the noise off and KL per layer under both conventions; or
+        :func:`~infodropout.train.evaluation.reconstruction_measures`: the ELBO with the noise on and beta
+        = 1, and its parts), under :func:`~infodropout.train.evaluation.evaluating` with batch-norm
+        statistics re-estimated first where the config says so.
 
         With several ranks, every rank evaluates rank 0's network (its batch-norm statistics are
         broadcast first) on its block of each test batch, with that batch's noise (as one process draws
         it), and the totals are summed over the ranks: every rank returns the same metrics.
         Recalibration runs the same batches on every rank."""
-        ib = self.ib
-        was_training = ib.training
-        saved = None
-        try:
-            self.world.broadcast_buffers(ib)
-            if self.data.recalibration is not None and self.config.recalibrate_batches:
-                saved = batchnorm_state(ib)
-                self.data.recalibration.set_epoch(0)
-                recalibrate_batchnorm(ib, islice(iter(self.data.recalibration), self.config.recalibrate_batches))
-            ib.eval()
-            with training_context(ib):
-                return self._evaluate_reconstruction() if self.data.reconstruct else self._evaluate_classifier()
-        finally:
-            if saved is not None:
-                restore_batchnorm(ib, saved)
-            ib.train(was_training)
-
-    def _evaluate_classifier(self) -> dict:
-        ib, sites, run_convention = self.ib, self.ib.latent_sites, self.config.kl_convention
-        conventions = KL_CONVENTIONS if ib.loguniform_sites else (run_convention,)
-        totals = torch.zeros(3 + len(conventions) * len(sites), device=self.device)  # examples, errors, nll, kls
-        averaged = torch.zeros((), device=self.device)
-        for batch in self.data.test:
-            (x, y, *_), noise = self._test_rows(batch)
-            with noise:
-                probs = ib.predict(x)  # (B, K), noise off
-                info = ib.information_by_convention(x, conventions)  # one noise draw, every convention
-                parts = [
-                    torch.full((), float(len(y)), device=self.device),
-                    (probs.argmax(-1) != y).sum().float(),
-                    -probs.gather(-1, y[:, None]).clamp_min(1e-30).log().sum(),
-                ]
-                parts += [info[c][s].sum() for c in conventions for s in sites]
-                totals += torch.stack(parts)
-                if self.config.eval_samples:
-                    averaged += (ib.predict(x, self.config.eval_samples).argmax(-1) != y).sum()
-        values = self.world.sum(totals).tolist()
-        averaged = self.world.sum(averaged)
-        n = max(values[0], 1.0)
-        kl = {
-            c: {s: values[3 + i * len(sites) + j] / n for j, s in enumerate(sites)} for i, c in enumerate(conventions)
-        }
-        out = {
-            "test_error": 100 * values[1] / n,
-            "test_nll": values[2] / n,
-            "test_kl": kl[run_convention],
-            "kl_convention": run_convention,
-        }
-        if ib.loguniform_sites:
-            out.update({f"test_kl_{c}": kl[c] for c in conventions})
-        if self.config.eval_samples:
-            out["test_error_averaged"] = 100 * averaged.item() / n
-        return out
-
-    def _evaluate_reconstruction(self) -> dict:
-        sites = self.ib.latent_sites
-        elbo = MeanFieldELBO()
-        totals = torch.zeros(2 + len(sites), device=self.device)  # examples, nll, kl per site
-        with sampling(True):
-            for batch in self.data.test:
-                (x, *_), noise = self._test_rows(batch)
-                with noise:
-                    if len(x) == 0:  # no rows of this batch here: draw its noise all the same (equal random states)
-                        with pyro.poutine.block():
-                            self.ib.encoder(x)
-                        continue
-                    terms = elbo.terms(self.ib.model, self.ib.guide, x)
-                    parts = [torch.full((), float(len(x)), device=self.device), terms.nll]
-                    totals += torch.stack(parts + [terms.kl[s] for s in sites]).float()
-        values = self.world.sum(totals).tolist()
-        n = max(values[0], 1.0)
-        kl = {s: v / n for s, v in zip(sites, values[2:], strict=True)}
-        nll = values[1] / n
-        return {
-            "test_elbo": -(nll + sum(kl.values())),
-            "test_nll": nll,
-            "test_kl": kl,
-            "kl_convention": self.config.kl_convention,
-        }
+        self.world.broadcast_buffers(self.ib)
+        hooks = dict(kl_convention=self.config.kl_convention, rows=self._test_rows, reduce=self.world.sum)
+        with evaluating(self.ib, recalibrate=self.recalibration_batches()) as ib:
+            if self.data.reconstruct:
+                return reconstruction_measures(ib, self.data.test, **hooks)
+            return classifier_measures(ib, self.data.test, eval_samples=self.config.eval_samples, **hooks)
 
     def _test_rows(self, batch: tuple) -> tuple[tuple, contextlib.AbstractContextManager]:
         """This rank's rows of a test batch, and the noise context to evaluate them in (the batch and no

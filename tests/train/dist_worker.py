@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from infodropout.train import checkpoint, cli, distributed, run
+from infodropout.train import cli, distributed, files, run
 from infodropout.train.config import TrainConfig
 
 RANK = int(os.environ.get("RANK", "0"))
@@ -41,13 +41,13 @@ def _on_rank_1_after(steps: int, signum: int) -> None:
 
 
 def _record_writes(written: list) -> None:
-    """Note every run file this process writes (all of them go through ``atomic_write_bytes``, the
+    """Note every run file this process writes (all of them go through ``files.atomic_write``, the
     directory through ``create_run_dir``, TensorBoard through ``EpochScalars``)."""
-    atomic, create, scalars = checkpoint.atomic_write_bytes, run.create_run_dir, run.EpochScalars
+    atomic, create, scalars = files.atomic_write, run.create_run_dir, run.EpochScalars
 
-    def atomic_write_bytes(path, data):
+    def atomic_write(path, write):
         written.append(str(path))
-        atomic(path, data)
+        return atomic(path, write)
 
     def create_run_dir(path):
         written.append(f"mkdir {path}")
@@ -57,8 +57,8 @@ def _record_writes(written: list) -> None:
         written.append(f"tensorboard {run_dir}")
         return scalars(run_dir)
 
-    checkpoint.atomic_write_bytes, run.create_run_dir, run.EpochScalars = (
-        atomic_write_bytes,
+    files.atomic_write, run.create_run_dir, run.EpochScalars = (
+        atomic_write,
         create_run_dir,
         epoch_scalars,
     )

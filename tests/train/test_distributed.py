@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from infodropout.guides.layers import BinaryDropout, GaussianDropout, GaussianLatent, InformationDropout, dropout
-from infodropout.guides.noise import MultiplicativeLogNormal, Normal, shard
+from infodropout.guides.noise import MultiplicativeLogNormal, Normal
 from infodropout.models.zoo import build_network
 from infodropout.train import distributed
 from infodropout.train.checkpoint import load_checkpoint
@@ -27,7 +27,7 @@ from infodropout.train.cli import main
 from infodropout.train.config import resolve
 from infodropout.train.data import DeviceLoader, DSprites, DSpritesLoader, RandomCrop, RandomHorizontalFlip
 from infodropout.train.data.loader import Compose, row_block
-from infodropout.train.distributed import World
+from infodropout.train.distributed import World, shard
 from infodropout.train.elbo import ELBOModule
 from infodropout.train.run import Interrupted, Trainer
 

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -577,29 +578,8 @@ def test_binary_dropout_reports_state_the_convention_and_have_no_log_uniform_lay
     assert "test_kl_authors" not in final and "kl_per_layer_authors" not in final
 
 
-_PLUGIN = """
-import pyro.distributions as dist
-import torch
-from torch import nn
-
-from infodropout.models import Prior, register_prior
-
-
-class LogLaplacePrior(Prior):
-    def __init__(self):
-        super().__init__()
-        self.loc = nn.Parameter(torch.zeros(()))
-        self.log_scale = nn.Parameter(torch.zeros(()))
-
-    def forward(self, batch_shape, event_shape):
-        shape = batch_shape + event_shape
-        log_z = dist.Laplace(self.loc.expand(shape), self.log_scale.exp().expand(shape))
-        return dist.TransformedDistribution(log_z, dist.transforms.ExpTransform()).to_event(len(event_shape))
-
-
-register_prior("test-log-laplace", lambda site, layer, event_shape: LogLaplacePrior(),
-               accepts=lambda layer: getattr(layer, "activation", None) == "softplus")
-"""
+#: The README's own prior (log z ~ Laplace, no KL registered) as a plug-in file, registered as "log-laplace".
+_PLUGIN = (Path(__file__).parent / "studies" / "golden" / "log_laplace.py").read_text()
 
 
 def test_a_prior_plugin_trains_from_the_command_line_and_is_recorded_for_resume(tmp_path):
@@ -618,17 +598,17 @@ def test_a_prior_plugin_trains_from_the_command_line_and_is_recorded_for_resume(
                 "--activation",
                 "softplus",
                 "--prior",
-                "test-log-laplace",
+                "log-laplace",
                 "--plugin",
                 str(plugin),
             ]
         )
-        assert code == 0 and "test-log-laplace" in PRIORS
+        assert code == 0 and "log-laplace" in PRIORS
         saved = json.loads((run / "config.json").read_text())["config"]
-        assert saved["plugins"] == [str(plugin.resolve())] and saved["prior"] == "test-log-laplace"
+        assert saved["plugins"] == [str(plugin.resolve())] and saved["prior"] == "log-laplace"
         trainer = Trainer.from_run_dir(run, **_quiet())
         assert type(trainer.ib.model.priors[0]).__name__ == "LogLaplacePrior"
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["kl_per_layer"]["z1"] > 0  # Monte Carlo: no KL is registered for it
     finally:
-        unregister_prior("test-log-laplace")
+        unregister_prior("log-laplace")

@@ -22,6 +22,17 @@ class SplitPair(NamedTuple):
     test: Tensor
 
 
+def subset_index(total: int, n: int | None, seed: int, *, sort: bool = False) -> Tensor:
+    """Which ``n`` of ``total`` examples to keep: all of them, in order, for None or ``n >= total``; else
+    the first ``n`` of a random permutation seeded with ``seed`` (in that order, or sorted with ``sort``)."""
+    if n is None or n >= total:
+        return torch.arange(total)
+    if n < 1:
+        raise ValueError(f"asked for {n} examples of {total}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    return order.sort().values if sort else order
+
+
 def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) standard deviation of uint8 images, in [0, 1] pixel units.
 

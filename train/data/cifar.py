@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 try:
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -284,8 +285,6 @@ def load_cifar10(
     except DataNotFoundError:
         if not download:
             raise
-        from torchvision.datasets import CIFAR10
-
         CIFAR10(root=str(cache_dir()), train=True, download=True)
         kind, path = find_cifar10(data_dir)
     if kind == "pickle-dir":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from torchvision import datasets
 
 from .paths import DataCorruptError, DataNotFoundError, cache_dir, candidate_dirs, check_data_dir, search_dirs
 
@@ -139,8 +140,6 @@ def find_idx_files(name: str, data_dir: str | os.PathLike[str] | None = None) ->
 
 def download_idx(name: str) -> None:
     """Fetch ``name`` with torchvision into :func:`cache_dir` (its ``MNIST/raw`` layout); needs a network."""
-    from torchvision import datasets
-
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
     cls(root=str(cache_dir()), train=True, download=True)
 

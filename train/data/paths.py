@@ -8,7 +8,7 @@ A data set is looked for, in order, in
 3. the per-user cache :func:`cache_dir` (where optional downloads and decoded arrays live).
 
 Nothing in a data directory is ever modified or deleted; everything the project writes goes under
-:func:`cache_dir`, atomically (a temporary file in the same directory, then ``os.replace``).
+:func:`cache_dir`, atomically (:func:`~infodropout.train.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from infodropout.train import files
 
 DATA_ENV = "INFODROPOUT_DATA"
 CACHE_ENV = "INFODROPOUT_CACHE"
@@ -162,17 +163,8 @@ def file_digest(path: Path, length: int = 16) -> str:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` as .npy: a temporary file in the same directory, then
-    ``os.replace``, so a reader sees either no file or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``array`` to ``path`` as .npy, atomically: a reader sees either no file or the whole file."""
+    files.atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:

@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from .arrays import ArrayDataset, SplitPair, channel_stats
+from .arrays import ArrayDataset, SplitPair, channel_stats, subset_index
 from .cifar import CIFAR10_CLASSES, find_cifar10, load_cifar10
 from .cluttered import make_cluttered
 from .idx import Splits, find_idx_files, load_idx_dataset
@@ -106,9 +108,6 @@ def build_digits(data_dir: PathLike, seed: int, device: str, test_size: int = 30
     """scikit-learn's 1,797 8x8 digits (values 0..16 scaled to uint8 0..255), split stratified
     into ``1797 - test_size`` train and ``test_size`` test images by ``split_seed`` (a fixed split,
     whatever ``seed``, so that runs with different seeds share a test set)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
@@ -166,16 +165,6 @@ def build_cluttered(
     )
 
 
-def subset(n_total: int, n: int | None, seed: int) -> Tensor:
-    """A sorted random choice ``(n,)`` of ``n`` of ``n_total`` indices (all of them for None)."""
-    if n is None or n == n_total:
-        return torch.arange(n_total)
-    if not 0 < n <= n_total:
-        raise ValueError(f"asked for {n} examples of {n_total}")
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_total, generator=g)[:n].sort().values
-
-
 def build_occluded(
     data_dir: PathLike,
     seed: int,
@@ -197,7 +186,9 @@ def build_occluded(
         (cifar.x_train, cifar.y_train, mnist.x_train, mnist.y_train, n_train, TRAIN_STREAM),
         (cifar.x_test, cifar.y_test, mnist.x_test, mnist.y_test, n_test, TEST_STREAM),
     ):
-        chosen = subset(len(images), n, mixed_seed(seed, stream, 1))  # (n,)
+        if n is not None and n > len(images):
+            raise ValueError(f"asked for {n} examples of {len(images)}")
+        chosen = subset_index(len(images), n, mixed_seed(seed, stream, 1), sort=True)  # (n,)
         occluded = make_occluded(
             torch.from_numpy(images[chosen.numpy()]),
             torch.from_numpy(labels[chosen.numpy()]),

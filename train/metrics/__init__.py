@@ -6,28 +6,42 @@ Disentanglement metrics follow google-research/disentanglement_lib's definitions
 the :func:`total_correlation` of the aggregate posterior (MSS and MWS estimators),
 :func:`kl_per_dimension`, and the importance-weighted log-likelihood :func:`iw_log_likelihood`. PSIS and
 ArviZ files live in :mod:`.psis` (imported on its own: it is the only module that imports ArviZ).
-:data:`METRICS` names them all (the names ``--metrics`` accepts); :data:`FULL` and :data:`FAST` are
-the settings. Nothing here runs a model: :mod:`infodropout.train.representations` does that.
+:data:`METRICS` names them all (the names ``--metrics`` accepts); :func:`register_metric` adds one;
+:class:`MetricInputs` are a run's measured arrays as metrics read them; :data:`FULL` and :data:`FAST`
+are the settings. Nothing here runs a model: :mod:`infodropout.train.evaluation` does that.
 """
 
 from .active_units import active_units
 from .dci import dci, dci_scores, gbt_importance, restrict_dci
-from .factor_vae import factor_vae_score, majority_vote_accuracy, prune_dims
-from .kl_per_dim import kl_per_dimension
+from .factor_vae import factor_vae_score, majority_vote_accuracy, prune_dims, score_votes
+from .kl_per_dim import kl_per_dimension, summarise_kl
 from .likelihood import iw_log_likelihood, log_mean_exp
 from .mig import discrete_entropy, discrete_mutual_info, histogram_discretize, mig, mutual_information_matrix
-from .registry import METRICS, NEEDS, Metric, check_metrics, get_metric, jsonable
+from .registry import (
+    DEFAULT_METRICS,
+    METRICS,
+    NEEDS,
+    Metric,
+    MetricInputs,
+    check_metrics,
+    get_metric,
+    jsonable,
+    register_metric,
+    unregister_metric,
+)
 from .sap import sap
 from .settings import FAST, FULL, SETTINGS, MetricSettings, get_settings
 from .total_correlation import total_correlation
 
 __all__ = [
+    "DEFAULT_METRICS",
     "FAST",
     "FULL",
     "METRICS",
     "NEEDS",
     "SETTINGS",
     "Metric",
+    "MetricInputs",
     "MetricSettings",
     "active_units",
     "check_metrics",
@@ -48,7 +62,11 @@ __all__ = [
     "mig",
     "mutual_information_matrix",
     "prune_dims",
+    "register_metric",
     "restrict_dci",
     "sap",
+    "score_votes",
+    "summarise_kl",
     "total_correlation",
+    "unregister_metric",
 ]

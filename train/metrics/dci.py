@@ -1,6 +1,7 @@
 """Disentanglement, completeness and informativeness (Eastwood & Williams 2018), as disentanglement_lib."""
 
 import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
 
 from ._validate import check_positive_int, rng_of, split
 
@@ -63,8 +64,6 @@ def gbt_importance(train_codes, train_labels, test_codes, test_labels, n_estimat
 
     :returns: ``importance_matrix (D, K)``, ``train_accuracy_per_factor (K,)``, ``test_accuracy_per_factor (K,)``.
     """
-    from sklearn.ensemble import GradientBoostingClassifier
-
     random_state = int(rng_of(seed).integers(2**31))
     num_factors = train_labels.shape[1]
     importance = np.zeros((train_codes.shape[1], num_factors))

@@ -85,7 +85,7 @@ def factor_vae_score(
     disentanglement_lib renders fresh observations for every vote (64 x 15,000 images); this core
     draws them from the pool instead, which, for a pool sampled i.i.d. from the generator, gives each
     vote the same distribution but makes votes share points. The generator form,
-    :func:`infodropout.train.representations.factor_vae_fresh`, encodes fresh batches like
+    :func:`infodropout.train.evaluation.factor_vae_fresh`, encodes fresh batches like
     disentanglement_lib.
 
     Representation: ``(N, D)`` codes with the noise off (disentanglement_lib: the Gaussian mean; here the
@@ -128,3 +128,17 @@ def _factor_vae(codes, labels, batch_size, num_train, num_eval, num_variance, pr
     eval_votes = _pool_votes(codes, labels, groups, global_var, active, batch_size, num_eval, rng)
     accuracy = majority_vote_accuracy(train_votes, eval_votes)
     return {**accuracy, **result, "train_votes": train_votes, "eval_votes": eval_votes}
+
+
+def score_votes(votes: dict) -> dict:
+    """The FactorVAE score of votes drawn elsewhere (fresh observations, as disentanglement_lib draws
+    them: :func:`infodropout.train.evaluation.fresh_votes`): ``train_votes``, ``eval_votes`` ``(K, D)``,
+    ``active_dims (D,)`` and ``global_variance (D,)`` in, the keys of :func:`factor_vae_score` out, with
+    ``mode: "fresh"``. With no active latent both accuracies are 0."""
+    active = np.asarray(votes["active_dims"], dtype=bool)
+    if active.any():
+        scores = majority_vote_accuracy(np.asarray(votes["train_votes"]), np.asarray(votes["eval_votes"]))
+    else:
+        scores = {"classifier": np.zeros(len(active), dtype=np.int64), "train_accuracy": 0.0, "eval_accuracy": 0.0}
+    return {**scores, "num_active_dims": int(active.sum()), **votes, "active_dims": active, "mode": "fresh"}
+

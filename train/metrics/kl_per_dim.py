@@ -11,7 +11,7 @@ def kl_per_dimension(kl) -> dict:
     r"""
     Summary of per-example, per-dimension KL divergences ``kl[n, d] = KL(q(z_d | x_n) || p_d(z_d))`` in
     nats (for a factorised prior these sum over d to the site's KL; for a correlated prior see
-    :func:`infodropout.train.representations.kl_divergences`, which passes the marginal KLs)::
+    :func:`infodropout.train.evaluation.dimension_kl`, which gives the marginal KLs)::
 
         kl_per_dim[d] = 1/N sum_n kl[n, d]
 
@@ -32,3 +32,13 @@ def kl_per_dimension(kl) -> dict:
         "order": np.argsort(-mean, kind="stable"),
         "num_points": len(values),
     }
+
+
+def summarise_kl(kl, kl_joint, *, exact: bool, analytic: bool, site: str) -> dict:
+    """The KL-per-dimension result of per-example KLs ``kl (N, D)`` and the site's ``kl_joint (N,)``: the
+    keys of :func:`kl_per_dimension`, ``exact`` (``kl`` are the terms of ``kl_joint``, not marginal KLs),
+    ``analytic`` (not Monte Carlo estimates), ``kl_total`` (the mean KL of the site) and ``site``."""
+    out = kl_per_dimension(kl)
+    out.update(exact=bool(exact), analytic=bool(analytic), kl_total=float(np.mean(kl_joint)), site=site)
+    return out
+

@@ -1,6 +1,6 @@
 """Pareto-smoothed importance sampling of log p(x) per image, model comparison, and ArviZ files.
 
-The only module of the project that imports ArviZ: PSIS (``arviz.psislw``) with its k-hat diagnostic,
+The only module of the project that imports ArviZ (on first use): PSIS (``arviz.psislw``) with its k-hat diagnostic,
 and results kept as ArviZ ``InferenceData`` in netCDF.
 """
 
@@ -9,16 +9,28 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    import arviz as az
+
+from infodropout.train import files
 
 from .likelihood import as_log_weights, log_mean_exp
 
-with warnings.catch_warnings():
-    # arviz 0.2x announces its coming refactor with a FutureWarning at import; nothing to act on here
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
-import xarray as xr
+
+def _arviz():
+    """ArviZ, imported on first use: it takes seconds to import, and only PSIS and its files need it."""
+    with warnings.catch_warnings():
+        # arviz 0.2x announces its coming refactor with a FutureWarning at import; nothing to act on here
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz
+
+    return arviz
+
 
 #: k-hat above which the importance-sampling estimate is unreliable (Vehtari et al. 2024).
 KHAT_THRESHOLD = 0.7
@@ -58,7 +70,7 @@ def psis_log_likelihood(log_weights, *, reff: float = 1.0, khat_threshold: float
         raise ValueError(f"log_weights: {int((~finite).sum())} image(s) have a zero weight (-inf); PSIS needs finite")
     # a degenerate tail (all weights equal) makes arviz divide 0 by 0: its k-hat is then inf or nan, as reported
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        smoothed, khat = az.psislw(np.ascontiguousarray(lw.T), reff=float(reff), normalize=False)  # (N, K), (N,)
+        smoothed, khat = _arviz().psislw(np.ascontiguousarray(lw.T), reff=float(reff), normalize=False)  # (N, K), (N,)
     smoothed_ll = log_mean_exp(np.asarray(smoothed), axis=1)
     khat = np.asarray(khat, dtype=np.float64).reshape(lw.shape[1])
     raw = log_mean_exp(lw, axis=0)
@@ -123,14 +135,14 @@ def compare_log_likelihoods(log_likelihoods: Mapping) -> dict:
     return {"best": order[0], "order": order, "num_examples": n, "models": models}
 
 
-def to_inference_data(log_weights, *, reff: float = 1.0, attrs: Mapping | None = None) -> "az.InferenceData":
-    """The log importance weights and their PSIS results as ArviZ ``InferenceData``.
-
-    Group ``sample_stats``: ``log_weight (chain=1, draw=K, image=N)``, and per image ``log_likelihood``
-    (smoothed), ``raw_log_likelihood`` and ``pareto_k``; its attributes hold ``attrs`` (strings and
-    numbers, e.g. the model and the representation), ``num_samples``, ``reff``, ``khat_threshold`` and
-    ``share_khat_above``.
-    """
+def likelihood_dataset(
+    log_weights, *, reff: float = 1.0, attrs: Mapping | None = None, keep_weights: bool = True
+) -> xr.Dataset:
+    """The log importance weights and their PSIS results as an xarray ``Dataset`` with named dimensions:
+    ``log_weight (chain=1, draw=K, image=N)`` (left out without ``keep_weights``: K x N numbers can be
+    large) and per image ``log_likelihood`` (smoothed), ``raw_log_likelihood`` and ``pareto_k``; its
+    attributes hold ``attrs`` (strings and numbers, e.g. the model and the representation),
+    ``num_samples``, ``reff``, ``khat_threshold`` and ``share_khat_above``."""
     lw = as_log_weights(log_weights)
     result = psis_log_likelihood(lw, reff=reff)
     k, n = lw.shape
@@ -140,24 +152,29 @@ def to_inference_data(log_weights, *, reff: float = 1.0, attrs: Mapping | None =
         if not isinstance(value, (str, int, float, bool, np.integer, np.floating)):
             raise ValueError(f"attrs[{key!r}]={value!r}: expected a string or a number (netCDF attributes)")
         meta[str(key)] = value.item() if isinstance(value, np.generic) else value
-    data = xr.Dataset(
-        {
-            "log_weight": (("chain", "draw", "image"), lw[None]),
-            "log_likelihood": (("image",), result["log_likelihood"]),
-            "raw_log_likelihood": (("image",), result["raw_log_likelihood"]),
-            "pareto_k": (("image",), result["khat"]),
-        },
-        coords={"chain": [0], "draw": np.arange(k), "image": np.arange(n)},
-        attrs={key: int(v) if isinstance(v, bool) else v for key, v in meta.items()},
-    )
-    return az.InferenceData(**{GROUP: data})
+    variables = {
+        "log_likelihood": (("image",), result["log_likelihood"]),
+        "raw_log_likelihood": (("image",), result["raw_log_likelihood"]),
+        "pareto_k": (("image",), result["khat"]),
+    }
+    coords = {"image": np.arange(n)}
+    if keep_weights:
+        variables["log_weight"] = (("chain", "draw", "image"), lw[None])
+        coords.update(chain=[0], draw=np.arange(k))
+    attrs = {key: int(v) if isinstance(v, bool) else v for key, v in meta.items()}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def to_inference_data(log_weights, *, reff: float = 1.0, attrs: Mapping | None = None) -> "az.InferenceData":
+    """:func:`likelihood_dataset` as ArviZ ``InferenceData``, in its group ``sample_stats``."""
+    return _arviz().InferenceData(**{GROUP: likelihood_dataset(log_weights, reff=reff, attrs=attrs)})
 
 
 def save_inference_data(
     log_weights, directory, name: str = "log_likelihood", *, reff: float = 1.0, attrs=None, overwrite: bool = False
 ) -> Path:
-    """Write :func:`to_inference_data` to ``directory/<name>.nc`` (netCDF, written to a temporary file
-    and renamed into place) and return the path. An existing file is an error unless ``overwrite``."""
+    """Write :func:`to_inference_data` to ``directory/<name>.nc`` (netCDF, atomically) and return the
+    path. An existing file is an error unless ``overwrite``."""
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"name={name!r}: expected a plain file name without a directory")
     directory = Path(directory)
@@ -166,14 +183,8 @@ def save_inference_data(
     path = directory / f"{name}.nc"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists; pass overwrite=True or choose another name")
-    idata = to_inference_data(log_weights, reff=reff, attrs=attrs)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        idata.to_netcdf(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    tree = xr.DataTree.from_dict({f"/{GROUP}": likelihood_dataset(log_weights, reff=reff, attrs=attrs)})
+    return files.atomic_write(path, lambda f: tree.to_netcdf(f, engine="h5netcdf"))
 
 
 def load_inference_data(path) -> "az.InferenceData":
@@ -182,6 +193,7 @@ def load_inference_data(path) -> "az.InferenceData":
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such InferenceData file")
     try:
+        az = _arviz()
         with az.rc_context({"data.load": "eager"}):
             idata = az.from_netcdf(str(path))
     except (OSError, ValueError, KeyError) as err:

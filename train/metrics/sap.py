@@ -3,6 +3,8 @@
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import LinearSVC
 
 from ._validate import as_codes, as_factors, rng_of, split
 
@@ -14,9 +16,6 @@ def top_two_gap(score_matrix: np.ndarray) -> np.ndarray:
 
 
 def _svm_scores(train_codes, train_labels, test_codes, test_labels, c: float):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.svm import LinearSVC
-
     scores = np.zeros((train_codes.shape[1], train_labels.shape[1]))  # (D, K)
     not_converged = 0
     for d in range(train_codes.shape[1]):

@@ -7,17 +7,22 @@ from pathlib import Path
 
 from .tables import flatten
 
+try:  # the optional ``tensorboard`` extra
+    from torch.utils.tensorboard import SummaryWriter
+except ImportError:
+    SummaryWriter = None
+try:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+except ImportError:
+    EventAccumulator = None
+
 #: The record fields that are not curves (the x axis, and wall-clock bookkeeping).
 SKIPPED = ("epoch", "step")
 
 
 def available() -> bool:
     """Whether ``torch.utils.tensorboard`` can write event files here."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return SummaryWriter is not None
 
 
 class EpochScalars:
@@ -33,8 +38,6 @@ class EpochScalars:
         if not self.enabled:
             return
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
             self._writer = SummaryWriter(log_dir=str(self.run_dir))
         epoch = int(record["epoch"])
         for tag, value in flatten({k: v for k, v in record.items() if k not in SKIPPED}).items():
@@ -49,8 +52,8 @@ class EpochScalars:
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """The scalars of every event file in ``run_dir``: ``{tag: [(step, value), ...]}`` (for tests and reports)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+    if EventAccumulator is None:
+        raise ValueError("reading TensorBoard event files needs the tensorboard extra (pip install tensorboard)")
     out: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})

@@ -1,15 +1,17 @@
 """Studies: named grids of training runs, run by one runner, aggregated over seeds, reported.
 
 - :mod:`.runner`: :class:`Study`, :class:`RunSpec`, :func:`run_study` (skip, resume, local or cluster
-  executors, retries) and the registry of measurements taken after training;
+  executors, retries);
 - :mod:`.experiment`: :class:`Experiment`, :class:`StudyOptions`, :func:`run_experiment` (data check,
   results.json, results.md, figures);
-- one module per experiment of the paper: :data:`EXPERIMENTS` by name.
+- :mod:`.common`: what several studies share (sizes, schedules, generated data's extras, reading runs);
+- one module per experiment of the paper: :data:`EXPERIMENTS` by name; :data:`MEASURES`, the
+  measurements their runs take after training, by name.
 """
 
 from . import cifar_widths, cluttered, mnist_sizes, occluded, priors, vae
 from .experiment import Column, Experiment, StudyOptions, run_experiment, select
-from .runner import MEASURES, RunSpec, Study, StudyInterrupted, StudyResult, measure, run_study
+from .runner import RunSpec, Study, StudyInterrupted, StudyResult, run_study
 
 #: The paper's experiments, as ``infodropout reproduce`` names them.
 EXPERIMENTS: dict[str, Experiment] = {
@@ -24,6 +26,8 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 #: The priors study of ``infodropout compare-priors``.
 COMPARE_PRIORS: Experiment = priors.EXPERIMENT
+#: The measurements the experiments' runs take after training, by the name a run gives.
+MEASURES = {name: fn for e in (*EXPERIMENTS.values(), COMPARE_PRIORS) for name, fn in e.measures.items()}
 
 __all__ = [
     "COMPARE_PRIORS",
@@ -36,7 +40,6 @@ __all__ = [
     "StudyInterrupted",
     "StudyOptions",
     "StudyResult",
-    "measure",
     "run_experiment",
     "run_study",
     "select",

@@ -6,12 +6,10 @@ in smaller networks. The authors' schedule (the ``cifar-allcnn`` preset: SGD Nes
 compressed to N epochs (milestones at the same fractions), for CPU-sized checks (``--epochs 20``).
 """
 
-from infodropout.train.config import PRESETS, resolve
-from infodropout.train.report.figures import line_plot
-from infodropout.train.report.tables import series
+from infodropout.train.config import PRESETS
 
-from .experiment import Column, Experiment, StudyOptions
-from .mnist_sizes import scaled_milestones
+from .common import error_vs_width, no_options, scaled_milestones
+from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
 from .runner import RunSpec, Study
 
 WIDTHS = (0.25, 0.5, 1.0)
@@ -19,8 +17,7 @@ METHODS = {"information": dict(dropout="information"), "binary": dict(dropout="b
 
 
 def build(options: StudyOptions) -> Study:
-    if options.extra:
-        raise ValueError(f"--set {', '.join(options.extra)}: {EXPERIMENT.name} takes no options")
+    no_options(options, "cifar-widths")
     preset = PRESETS["cifar-allcnn"]
     epochs = options.epochs or (1 if options.quick else preset["epochs"])
     milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])
@@ -30,18 +27,8 @@ def build(options: StudyOptions) -> Study:
     for width in widths:
         for method, changes in METHODS.items():
             for seed in options.seeds_or(1):
-                config = resolve(
-                    "cifar-allcnn",
-                    overrides=dict(
-                        width=width,
-                        epochs=epochs,
-                        milestones=milestones,
-                        seed=seed,
-                        device=options.device,
-                        data_dir=options.data_dir,
-                        **size,
-                        **changes,
-                    ),
+                config = options.config(
+                    "cifar-allcnn", seed, width=width, epochs=epochs, milestones=milestones, **size, **changes
                 )
                 runs.append(RunSpec(f"{method}-w{width:g}-s{seed}", config, {"width": width, "method": method}))
     schedule = "authors" if epochs == preset["epochs"] else f"compressed to {epochs} epochs"
@@ -50,18 +37,11 @@ def build(options: StudyOptions) -> Study:
 
 
 def columns(study: Study) -> list[Column]:
-    return [Column("test_error", "test error (%)", 2), Column("kl_total", "information (nats/example)", 1)]
+    return [TEST_ERROR, *information_columns(1, authors=False)]
 
 
 def report(results: dict, out) -> list[str]:
-    line_plot(
-        out / "figures" / "test_error_vs_width.png",
-        series(results["cells"], "method", "width", "test_error"),
-        "fraction of All-CNN-32's filters",
-        "test error (%)",
-        "CIFAR-10 (JPEG copy), All-CNN-32",
-        logx=True,
-    )
+    error_vs_width(out, results, "fraction of All-CNN-32's filters", "CIFAR-10 (JPEG copy), All-CNN-32")
     return []
 
 

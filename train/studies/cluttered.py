@@ -35,11 +35,10 @@ label axis, its values written as ``results.md`` shows them (``--grid beta=1e-06
 - ``--device cuda`` (or ``auto`` on a machine with a GPU): the paper's setting, :data:`PAPER`: full
   width, 50,000 training and 10,000 test images, the preset's 80 epochs (SGD Nesterov, lr 0.01 x0.1 at
   30 and 60), betas 1e-6 ... 1e-4, 2 seeds.
-- ``--device cpu`` (or no GPU): the CPU-sized setting, :data:`CPU`, the whole study in roughly 30-45
-  minutes on a 2-core CPU with ``--jobs 2`` (one thread per run; measured 6.6 ms of CPU per training
-  image, about 15 minutes per run): width 0.25 (8, 16, 24, 48 channels), 12,000 training and 1,000
-  test images, 10 epochs, batch 32 and Adam 1e-3 (so that a short schedule takes enough steps: with
-  the preset's batch 128 and SGD 0.01 the network was still at chance after 6 epochs of 4,000 images)
+- ``--device cpu`` (or no GPU): the CPU-sized setting, :data:`CPU`, sized for a 2-core CPU with
+  ``--jobs 2`` (its cost is in the README): width 0.25 (8, 16, 24, 48 channels), 12,000 training and
+  1,000 test images, 10 epochs, batch 32 and Adam 1e-3 (so that a short schedule takes enough steps;
+  with the preset's batch 128 and SGD 0.01 a short schedule stays at chance)
   with the lr x0.1 after epochs 4 and 8 (the preset's milestones compressed), batch-norm statistics
   re-estimated on 20 batches, betas 1e-6, 3e-6, 1e-5 and 3e-5, 1 seed.
 - ``--quick``: a smoke test, :data:`QUICK` (width 1/16, 256 images, one epoch, two betas).
@@ -47,62 +46,27 @@ label axis, its values written as ``results.md`` shows them (``--grid beta=1e-06
 ``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device.
 """
 
-import contextlib
-import functools
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import pyro.poutine as poutine
 import torch
-from torch.distributions import Independent, kl_divergence
 
-from infodropout.guides.layers import sampling
-from infodropout.train.config import PRESETS, resolve
+from infodropout.train.config import PRESETS
+from infodropout.train.evaluation import evaluating, information_maps, write_record
+from infodropout.train.evaluation.record import group, maps_dataset
 from infodropout.train.report.figures import heat_maps, line_plot
 from infodropout.train.report.tables import format_mean_std, markdown_table
 
-from .experiment import Column, Experiment, StudyOptions
-from .mnist_sizes import scaled_milestones
-from .runner import RunSpec, Study, measure
+from .common import Setting, first_runs, run_extras, run_record, sized, standardised
+from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
+from .runner import RunSpec, Study
 
 NAME = "cluttered"
 MEASURE = "cluttered-information"
 #: The noisy layers of All-CNN-96, input side first.
 SITES = ("z1", "z2", "z3", "z4")
-#: The file a run's sample maps are kept in (for the figure).
-MAPS_FILE = "information_maps.npz"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """The size of a study (cluttered and occluded): network width, data, schedule, betas, seeds, and the
-    figure's samples; ``batch_size``, ``optimizer`` and ``lr`` replace the preset's where given."""
-
-    width: float
-    num_train: int | None
-    num_test: int | None
-    epochs: int
-    betas: tuple[float, ...]
-    seeds: int
-    recalibrate_batches: int
-    batch_size: int | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    samples: int = 4
-
-    def overrides(self) -> dict:
-        """The config fields this setting gives (None: the preset's)."""
-        names = ("width", "num_train", "num_test", "recalibrate_batches", "batch_size", "optimizer", "lr")
-        return {name: getattr(self, name) for name in names}
-
-    def to_dict(self) -> dict:
-        return {**self.overrides(), "epochs": self.epochs, "betas": list(self.betas)}
 
 
 PAPER = Setting(1.0, None, None, 80, (1e-6, 3e-6, 1e-5, 3e-5, 1e-4), 2, 100)
@@ -111,45 +75,13 @@ QUICK = Setting(0.0625, 256, 128, 1, (1e-4, 1e-3), 1, 1, samples=3)
 SIZES = {"paper": PAPER, "cpu": CPU}
 
 
-def choose_size(options: StudyOptions, name: str = NAME, sizes: Sequence[str] = ("cpu", "paper")) -> str:
-    """``"quick"``, ``"cpu"`` or ``"paper"``: ``--quick``; else ``extra["size"]``; else ``"paper"`` on CUDA
-    (``--device cuda``, or ``auto`` where a GPU is present) and ``"cpu"`` otherwise."""
-    unknown = sorted(set(options.extra) - {"size"})
-    if unknown:
-        raise ValueError(f"{name}: unknown option(s) {unknown}; it takes size ({' or '.join(sizes)})")
-    if options.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name} --device cuda: no CUDA device is available here (the CPU-sized study: --device cpu)")
-    if options.quick:
-        return "quick"
-    size = options.extra.get("size")
-    if size is not None:
-        if size not in sizes:
-            raise ValueError(f"{name}: size={size!r}: expected one of {', '.join(sizes)}")
-        return size
-    cuda = options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
-    return "paper" if cuda else "cpu"
-
-
 def build(options: StudyOptions) -> Study:
-    size = choose_size(options)
-    setting = QUICK if size == "quick" else SIZES[size]
-    preset = PRESETS["cluttered-allcnn"]
-    epochs = options.epochs or setting.epochs
-    milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])
+    size, setting, epochs, milestones = sized(options, NAME, SIZES, QUICK, PRESETS["cluttered-allcnn"])
     runs = []
     for beta in setting.betas:
         for seed in options.seeds_or(setting.seeds):
-            config = resolve(
-                "cluttered-allcnn",
-                overrides=dict(
-                    setting.overrides(),
-                    beta=beta,
-                    epochs=epochs,
-                    milestones=milestones,
-                    seed=seed,
-                    device=options.device,
-                    data_dir=options.data_dir,
-                ),
+            config = options.config(
+                "cluttered-allcnn", seed, **setting.overrides(), beta=beta, epochs=epochs, milestones=milestones
             )
             options_ = {"samples": setting.samples}
             runs.append(RunSpec(f"beta{beta:g}-s{seed}", config, {"beta": beta}, MEASURE, options_))
@@ -158,66 +90,6 @@ def build(options: StudyOptions) -> Study:
 
 
 # -- the measurement ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def evaluation(trainer):
-    """The network as ``Trainer.evaluate`` tests it: batch-norm statistics re-estimated without noise on
-    the config's ``recalibrate_batches`` (restored afterwards), evaluation mode, no gradients, no
-    distribution validation or param-store registration."""
-    from infodropout.train.engine import batchnorm_state, recalibrate_batchnorm, restore_batchnorm, training_context
-
-    ib, data, config = trainer.ib, trainer.data, trainer.config
-    was_training = ib.training
-    saved = None
-    try:
-        if data.recalibration is not None and config.recalibrate_batches:
-            saved = batchnorm_state(ib)
-            data.recalibration.set_epoch(0)
-            recalibrate_batchnorm(ib, islice(iter(data.recalibration), config.recalibrate_batches))
-        ib.eval()
-        with torch.no_grad(), training_context(ib):
-            yield ib
-    finally:
-        if saved is not None:
-            restore_batchnorm(ib, saved)
-        ib.train(was_training)
-
-
-def unit_kl(q, p) -> torch.Tensor:
-    """KL(q || p) of every unit, ``(B, *event)``: both sides' ``Independent`` wrappers removed, the
-    elementwise KL registered for the pair (see :mod:`infodropout.models.kl`)."""
-    while isinstance(q, Independent):
-        q = q.base_dist
-    while isinstance(p, Independent):
-        p = p.base_dist
-    kl = kl_divergence(q, p)
-    return kl.expand(torch.broadcast_shapes(kl.shape, q.batch_shape))
-
-
-def information_maps(ib, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The information per position of every convolutional noisy layer: ``{site: (B, h, w)}``,
-    ``m(i, j) = sum_c KL(q(z[c, i, j] | x) || p(z[c, i, j]))`` in nats, in the current train/eval mode with
-    the noise on (as :meth:`InformationBottleneck.information`, whose value is ``m`` summed over positions)."""
-    with poutine.block(), sampling(True):
-        trace = poutine.trace(ib.encoder).get_trace(x)
-    batch = torch.Size((x.shape[0],))
-    maps = {}
-    for site in ib.latent_sites:
-        node = trace.nodes.get(site)
-        if node is None:
-            continue
-        q = node["fn"]
-        if len(q.event_shape) != 3:
-            raise ValueError(
-                f"site {site!r}: expected a convolutional layer (C, H, W), got event shape {tuple(q.event_shape)}"
-            )
-        try:
-            kl = unit_kl(q, ib.model.prior(site, batch, q.event_shape))  # (B, C, h, w)
-        except NotImplementedError:
-            raise ValueError(f"site {site!r}: its prior has no KL per unit against the guide's noise") from None
-        maps[site] = kl.sum(1)  # (B, h, w)
-    return maps
 
 
 def box_sums(maps: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -260,54 +132,11 @@ def inside_outside(sums: torch.Tensor) -> dict[str, float]:
     return {"inside": inside, "outside": outside, "ratio": ratio}
 
 
-def subset_index(total: int, n: int | None, seed: int) -> torch.Tensor:
-    """The indices of the examples a run keeps of ``total`` (as ``Trainer`` chooses them: all when ``n`` is
-    None or at least ``total``, else the first ``n`` of a permutation seeded with ``seed``)."""
-    if n is None or n >= total:
-        return torch.arange(total)
-    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
-
-
-@functools.lru_cache(maxsize=1)
-def _regenerated(name: str, data_dir: str | None, seed: int, options: tuple):
-    from infodropout.train.data import get_dataset
-
-    return get_dataset(name, data_dir, "cpu", seed, **dict(options))
-
-
-def run_extras(trainer, split: str, keys: Sequence[str], **options) -> dict[str, torch.Tensor]:
-    """The extras ``keys`` (``boxes``, ``nuisance`` ...) of the examples of the run's ``split`` loader, in
-    its order, on the run's device: the generated data set made again with the run's seed (``options``
-    go to :func:`~infodropout.train.data.get_dataset`), the run's subset taken, and its images checked to
-    be the run's own."""
-    config = trainer.config
-    ds = _regenerated(config.dataset, config.data_dir, config.seed, tuple(sorted(options.items())))
-    if split == "train":  # as load_run_data subsets them
-        x, n, seed, loader, which = ds.x_train, config.num_train, config.seed, trainer.data.train, 0
-    else:
-        x, n, seed, loader, which = ds.x_test, config.num_test, config.seed + 1, trainer.data.test, 1
-    keep = subset_index(len(x), n, seed)
-    if not torch.equal(x[keep], loader.x.cpu()):
-        raise ValueError(
-            f"{config.dataset} (seed {config.seed}): the {split} images made again differ from the run's; "
-            "cannot match their extras"
-        )
-    return {k: ds.extras[k][which][keep].to(trainer.device) for k in keys}
-
-
-def standardised(loader, x: torch.Tensor) -> torch.Tensor:
-    """uint8 images ``(B, C, H, W)`` as ``loader`` gives them to the network: [0, 1], then its
-    ``(x - mean) / std`` (no augmentation)."""
-    x = x.to(torch.float32) / 255.0  # (B, C, H, W)
-    return x if loader.mean is None else (x - loader.mean) / loader.std
-
-
-@measure(MEASURE)
 def measure_information(trainer, run_dir, options) -> dict:
     """Per noisy layer, over the run's test images: ``ratio``, ``inside`` and ``outside`` (see the
     module docstring) and ``information``, the maps summed over positions and averaged over images
     (nats per example, the test KL of the layer for this draw of the noise). The first ``samples``
-    images, their boxes and maps go to ``run_dir/information_maps.npz`` for the figure."""
+    images, their boxes and maps go to the run's record (group ``maps``) for the figure."""
     samples = int(options.get("samples", 4))
     test = trainer.data.test
     if test.shuffle:
@@ -318,7 +147,7 @@ def measure_information(trainer, run_dir, options) -> dict:
     totals: dict[str, float] = {}
     kept: dict[str, list] = {}
     count = 0
-    with evaluation(trainer) as ib:
+    with evaluating(trainer.ib, recalibrate=trainer.recalibration_batches()) as ib:
         for start in range(0, len(test.x), test.batch_size):
             stop = min(start + test.batch_size, len(test.x))
             x = standardised(test, test.x[start:stop])  # (B, 1, H, W)
@@ -336,38 +165,21 @@ def measure_information(trainer, run_dir, options) -> dict:
             out[key][site] = parts[key]
         out["information"][site] = totals[site] / max(count, 1)
     k = min(samples, len(test.x))
-    _save_maps(
-        Path(run_dir) / MAPS_FILE,
-        images=(test.x[:k].to(torch.float32) / 255.0).cpu().numpy(),
-        boxes=boxes[:k].cpu().numpy(),
-        labels=test.y[:k].cpu().numpy(),
-        **{f"map_{site}": torch.cat(parts).numpy() for site, parts in kept.items()},
+    maps = maps_dataset(
+        (test.x[:k].to(torch.float32) / 255.0).cpu().numpy(),  # (k, C, H, W)
+        boxes[:k].cpu().numpy(),
+        test.y[:k].cpu().numpy(),
+        {site: torch.cat(parts).numpy() for site, parts in kept.items()},
     )
+    write_record(run_dir, {"maps": maps})
     return out
-
-
-def _save_maps(path: Path, **arrays) -> None:
-    """``np.savez_compressed`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- the report -----------------------------------------------------------------------------------------
 
 
 def columns(study: Study) -> list[Column]:
-    return [
-        Column("test_error", "test error (%)", 2),
-        *(Column(f"ratio.{s}", f"ratio {s}", 2) for s in SITES),
-        Column("kl_total", "information (nats/example)", 0),
-        Column("kl_total_authors", "information, authors' KL", 0),
-    ]
+    return [TEST_ERROR, *(Column(f"ratio.{s}", f"ratio {s}", 2) for s in SITES), *information_columns(0)]
 
 
 def _by_beta(results: Mapping) -> list[dict]:
@@ -392,16 +204,12 @@ def report(results: dict, out) -> list[str]:
 
 def _figures(results: Mapping, out: Path) -> None:
     """For each beta, its first seed's sample test images with every layer's map stretched over them."""
-    first: dict[float, dict] = {}
-    for run in sorted(results["runs"], key=lambda r: r["seed"]):
-        first.setdefault(run["labels"]["beta"], run)
-    for beta, run in sorted(first.items()):
-        path = out / "runs" / run["name"] / MAPS_FILE
-        if not path.is_file():
+    for beta, run in sorted(first_runs(results["runs"], lambda r: r["labels"]["beta"]).items()):
+        saved = group(run_record(out, run), "maps")
+        if saved is None:
             continue
-        with np.load(path) as saved:
-            images, boxes = saved["images"], saved["boxes"]
-            maps = {f"{s} (nats/position)": saved[f"map_{s}"] for s in SITES if f"map_{s}" in saved}
+        images, boxes = saved["images"].values, saved["boxes"].values
+        maps = {f"{s} (nats/position)": saved[f"map_{s}"].values for s in SITES if f"map_{s}" in saved}
         x0, y0, x1, y1 = boxes.T.astype(float)
         heat_maps(
             out / "figures" / f"information_maps_beta{beta:g}.png",
@@ -472,4 +280,5 @@ EXPERIMENT = Experiment(
     build,
     columns,
     report,
+    measures={MEASURE: measure_information},
 )

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infodropout.train.checkpoint import atomic_write_text, write_json
+from infodropout.train.config import TrainConfig, resolve
+from infodropout.train.files import write_json, write_text
 from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
 
 from .runner import Study, StudyResult, machine, run_study
@@ -49,6 +50,11 @@ class StudyOptions:
     def seeds_or(self, default: int) -> list[int]:
         return list(range(self.seeds if self.seeds is not None else default))
 
+    def config(self, preset: str, seed: int, **overrides) -> TrainConfig:
+        """The configuration of one run: ``preset`` with ``overrides``, the seed, and these options' device
+        and data directory."""
+        return resolve(preset, overrides=dict(overrides, seed=seed, device=self.device, data_dir=self.data_dir))
+
 
 @dataclass(frozen=True)
 class Column:
@@ -58,6 +64,17 @@ class Column:
     title: str
     digits: int = 2
     scale: float = 1.0
+
+
+#: The test error of a classifier (percent).
+TEST_ERROR = Column("test_error", "test error (%)", 2)
+
+
+def information_columns(digits: int, authors: bool = True) -> list[Column]:
+    """The information of a classifier summed over its layers (nats per example), and under the authors'
+    KL convention."""
+    out = [Column("kl_total", "information (nats/example)", digits)]
+    return out + [Column("kl_total_authors", "information, authors' KL", digits)] if authors else out
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ class Experiment:
     :param report: ``(results, out) -> [markdown sections]``: figures and extra tables from
         ``results.json``'s content (a dict); it writes figures under ``out/figures``.
     :param report_name: the Markdown report's file name in the study directory.
+    :param measures: the measurements its runs take after training, by the name a
+        :class:`~.runner.RunSpec` gives: ``fn(trainer, run_dir, options) -> dict``.
     """
 
     name: str
@@ -79,6 +98,7 @@ class Experiment:
     columns: Callable[[Study], Sequence[Column]]
     report: Callable[[dict, Path], list[str]] | None = None
     report_name: str = "results.md"
+    measures: Mapping[str, Callable] = field(default_factory=dict)
 
 
 def select(study: Study, grid: Mapping[str, Sequence[str]]) -> Study:
@@ -179,7 +199,7 @@ def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) 
     sections = experiment.report(results, out) if experiment.report else []
     results["figures"] = sorted(str(p.relative_to(out)) for p in (out / "figures").glob("*.png"))
     write_json(out / "results.json", json.loads(json.dumps(results, default=str)))
-    atomic_write_text(out / experiment.report_name, render_markdown(results, columns, sections))
+    write_text(out / experiment.report_name, render_markdown(results, columns, sections))
     return results
 
 

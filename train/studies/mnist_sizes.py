@@ -5,11 +5,10 @@ small networks. Three fully-connected layers of each width, the same optimiser a
 method (the ``mnist-mlp`` preset's Adam 1e-3, batch 100, lr x0.1 at one and two thirds of the epochs).
 """
 
-from infodropout.train.config import resolve
-from infodropout.train.report.figures import line_plot
-from infodropout.train.report.tables import series
+from infodropout.train.report.tables import format_mean_std, markdown_table
 
-from .experiment import Column, Experiment, StudyOptions
+from .common import error_vs_width, no_options, scaled_milestones
+from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
 from .runner import RunSpec, Study
 
 WIDTHS = (64, 256, 1024)
@@ -25,15 +24,8 @@ METHODS = {
 }
 
 
-def scaled_milestones(epochs: int, preset_milestones=(40, 80), preset_epochs: int = 120) -> list[int]:
-    """The preset's learning-rate milestones at the same fractions of a shorter schedule (distinct, >= 1)."""
-    marks = sorted({max(1, round(m * epochs / preset_epochs)) for m in preset_milestones})
-    return [m for m in marks if m < epochs]
-
-
 def build(options: StudyOptions) -> Study:
-    if options.extra:
-        raise ValueError(f"--set {', '.join(options.extra)}: {EXPERIMENT.name} takes no options")
+    no_options(options, "mnist-sizes")
     epochs = options.epochs or (1 if options.quick else EPOCHS)
     widths = QUICK_WIDTHS if options.quick else WIDTHS
     size = dict(num_train=1000, num_test=500) if options.quick else {}
@@ -41,19 +33,10 @@ def build(options: StudyOptions) -> Study:
     for width in widths:
         for method, changes in METHODS.items():
             for seed in options.seeds_or(1 if options.quick else 3):
-                config = resolve(
-                    "mnist-mlp",
-                    overrides=dict(
-                        hidden=[width] * 3,
-                        epochs=epochs,
-                        milestones=scaled_milestones(epochs),
-                        seed=seed,
-                        device=options.device,
-                        data_dir=options.data_dir,
-                        **size,
-                        **changes,
-                    ),
-                )
+                config = options.config(
+                    "mnist-mlp", seed, hidden=[width] * 3, epochs=epochs, milestones=scaled_milestones(epochs),
+                    **size, **changes,
+                )  # fmt: skip
                 labels = {"width": width, "method": method}
                 runs.append(RunSpec(f"{method}-w{width}-s{seed}", config, labels))
     settings = {"quick": options.quick, "epochs": epochs, "widths": list(widths)}
@@ -61,29 +44,16 @@ def build(options: StudyOptions) -> Study:
 
 
 def columns(study: Study) -> list[Column]:
-    return [
-        Column("test_error", "test error (%)", 2),
-        Column("kl_total", "information (nats/example)", 1),
-        Column("kl_total_authors", "information, authors' KL", 1),
-    ]
+    return [TEST_ERROR, *information_columns(1)]
 
 
 def report(results: dict, out) -> list[str]:
-    line_plot(
-        out / "figures" / "test_error_vs_width.png",
-        series(results["cells"], "method", "width", "test_error"),
-        "width (units per layer)",
-        "test error (%)",
-        "MNIST, 3 fully-connected layers",
-        logx=True,
-    )
+    error_vs_width(out, results, "width (units per layer)", "MNIST, 3 fully-connected layers")
     return [_information_table(results)]
 
 
 def _information_table(results: dict) -> str:
     """Information kept per layer (KL per example, nats; exact and authors' convention) for methods with a KL."""
-    from infodropout.train.report.tables import format_mean_std, markdown_table
-
     rows = []
     for cell in results["cells"]:
         metrics = cell["metrics"]

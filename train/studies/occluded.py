@@ -17,13 +17,13 @@ over the probe's training examples)::
 
 a convex problem solved by L-BFGS (from zero, then warm-started along the penalties). It is trained on
 the representations of the run's training images (the first :data:`PROBE_TRAIN` of them at most) and
-their digits ``d_n``, ``lambda`` chosen from :data:`L2_GRID` by accuracy on a held-out fifth of them,
+their digits ``d_n``, ``lambda`` chosen from :data:`~infodropout.train.evaluation.probe.L2_GRID` by
+accuracy on a held-out fifth of them,
 then refitted on all; it is scored on the test images: ``nuisance_accuracy`` (%). Why this probe: it
 reads what the representation makes explicit, has no architecture or schedule of its own to tune, its
 optimum is unique, and with its penalty chosen on held-out data it is as fair to a small
-representation as to a large one. (On a trained CPU-sized network it also read the digit better than
-a copy of the task head trained on the frozen maps for a fixed budget, or than the same probe on
-globally pooled channels: the digit is at a random place, so pooling loses it.) ``nuisance_chance`` (%)
+representation as to a large one; the probe reads every position (the digit is at a random place, so
+globally pooled channels would lose it). ``nuisance_chance`` (%)
 is the accuracy of always answering the digit most frequent among the probe's training examples.
 ``nuisance_accuracy_noisy`` (%) is the same probe trained and scored on one draw of the noisy
 representation per image, the ``z`` whose information the bottleneck bounds. Target: nuisance accuracy
@@ -36,12 +36,11 @@ beta (``--grid method=binary``).
 - ``--device cuda`` (or ``auto`` on a machine with a GPU): the paper's setting, :data:`PAPER`: full
   width, 50,000 training and 10,000 test images, the preset's 200 epochs (SGD Nesterov, lr 0.05 x0.1 at
   80/120/160, weight decay 1e-3), betas 0, 1e-5, 6e-5 (the preset's), 3e-4, 1e-3 and 1e-2, 2 seeds.
-- ``--device cpu`` (or no GPU): the CPU-sized setting, :data:`CPU`, the whole study in roughly 30
-  minutes on a 2-core CPU with ``--jobs 2`` (one thread per run; measured 2.6 ms of CPU per training
-  image, about 10 minutes per run with the probes): width 0.25 (24 and 48 channels), 20,000 training
-  and 2,000 test images, 8 epochs of the preset's schedule compressed (lr x0.1 after epochs 3, 5 and
-  6), batch-norm statistics re-estimated on 10 batches, betas 0, 1e-4, 1e-3 and 1e-2 (at 1e-3 the
-  test KL is already down to about 10 nats) and binary dropout, 1 seed.
+- ``--device cpu`` (or no GPU): the CPU-sized setting, :data:`CPU`, sized for a 2-core CPU with
+  ``--jobs 2`` (its cost is in the README): width 0.25 (24 and 48 channels), 20,000 training and 2,000
+  test images, 8 epochs of the preset's schedule compressed (lr x0.1 after epochs 3, 5 and 6),
+  batch-norm statistics re-estimated on 10 batches, betas 0, 1e-4, 1e-3 and 1e-2, and binary dropout,
+  1 seed.
 - ``--quick``: a smoke test, :data:`QUICK` (width 0.05, 200 images, one epoch, two betas and binary).
 
 ``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device.
@@ -51,26 +50,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
-from torch.nn import functional as F
 
-from infodropout.guides.layers import sampling
-from infodropout.train.config import PRESETS, resolve
+from infodropout.train.config import PRESETS
+from infodropout.train.evaluation import evaluating, features, linear_probe
 from infodropout.train.report.figures import COLOURS, save
 from infodropout.train.report.tables import format_mean_std, markdown_table
 
-from .cluttered import Setting, choose_size, evaluation, run_extras, standardised
-from .experiment import Column, Experiment, StudyOptions
-from .mnist_sizes import scaled_milestones
-from .runner import RunSpec, Study, measure
+from .common import Setting, mean_of, run_extras, sized, standardised
+from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
+from .runner import RunSpec, Study
 
 NAME = "occluded"
 MEASURE = "occluded-nuisance"
 #: The probe's training examples at most (the first of the run's training images).
 PROBE_TRAIN = 10_000
-#: The probe's L2 penalties to choose from (on the standardised representation).
-L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 BATCH = 500
 
 
@@ -81,25 +75,14 @@ SIZES = {"paper": PAPER, "cpu": CPU}
 
 
 def build(options: StudyOptions) -> Study:
-    size = choose_size(options, NAME)
-    setting = QUICK if size == "quick" else SIZES[size]
-    preset = PRESETS["cifar-allcnn"]
-    epochs = options.epochs or setting.epochs
-    milestones = scaled_milestones(epochs, preset["milestones"], preset["epochs"])
-    common = dict(
-        dataset="occluded-cifar",
-        **setting.overrides(),
-        epochs=epochs,
-        milestones=milestones,
-        device=options.device,
-        data_dir=options.data_dir,
-    )
+    size, setting, epochs, milestones = sized(options, NAME, SIZES, QUICK, PRESETS["cifar-allcnn"])
+    common = dict(dataset="occluded-cifar", **setting.overrides(), epochs=epochs, milestones=milestones)
     cells = [("information", beta, dict(dropout="information", beta=beta)) for beta in setting.betas]
     cells.append(("binary", None, dict(dropout="binary", p=0.5)))
     runs = []
     for method, beta, changes in cells:
         for seed in options.seeds_or(setting.seeds):
-            config = resolve("cifar-allcnn", overrides=dict(common, seed=seed, **changes))
+            config = options.config("cifar-allcnn", seed, **common, **changes)
             if beta is None:
                 name, labels = f"binary-s{seed}", {"method": method}
             else:
@@ -109,110 +92,17 @@ def build(options: StudyOptions) -> Study:
     return Study(NAME, runs, primary="nuisance_accuracy", description=__doc__.split("\n\n")[0], settings=settings)
 
 
-# -- the probe ------------------------------------------------------------------------------------------
-
-
-def _fit_softmax(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, max_iter: int, start=None):
-    """``(W, b)`` minimising ``mean_n CE(W x_n + b, y_n) + l2 / 2 ||W||^2`` by L-BFGS, from zero or from
-    ``start`` (a neighbouring penalty's solution: the problem is convex, so only the time changes)."""
-    if start is None:
-        start = (x.new_zeros(x.shape[1], num_classes), x.new_zeros(num_classes))
-    weight = start[0].clone().requires_grad_(True)  # (D, K)
-    bias = start[1].clone().requires_grad_(True)  # (K,)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1.0,
-        max_iter=max_iter,
-        history_size=20,
-        tolerance_grad=1e-5,
-        tolerance_change=1e-9,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * l2 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return weight.detach(), bias.detach()
-
-
-def _accuracy(x, y, weight, bias) -> float:
-    return float(((x @ weight + bias).argmax(1) == y).double().mean())
-
-
-def linear_probe(
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor,
-    num_classes: int,
-    l2_grid: Sequence[float] = L2_GRID,
-    holdout: float = 0.2,
-    max_iter: int = 100,
-    seed: int = 0,
-) -> dict[str, float]:
-    """How well a linear softmax probe predicts labels from representations (see the module docstring).
-
-    :param train_x: ``(N, ...)`` representations the probe is trained on; ``train_y`` ``(N,)`` their labels.
-    :param test_x: ``(M, ...)`` representations it is scored on; ``test_y`` ``(M,)``.
-    :param l2_grid: penalties ``lambda`` to choose from, by accuracy on the held-out ``holdout`` fraction
-        of the training examples (a random split drawn with ``seed``; ties go to the larger penalty).
-    :returns: ``accuracy`` (on the test examples), ``train_accuracy``, ``chance`` (the test frequency of the
-        most frequent training label) and the chosen ``l2``; accuracies are fractions.
-    """
-    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-        raise ValueError(
-            f"probe: {len(train_x)} training representations for {len(train_y)} labels, "
-            f"{len(test_x)} test representations for {len(test_y)} labels"
-        )
-    if len(train_x) < 2 or not l2_grid:
-        raise ValueError(f"probe: needs at least 2 training examples and a penalty (got {len(train_x)}, {l2_grid})")
-    train_x = train_x.flatten(1).to(torch.float64)  # (N, D)
-    test_x = test_x.flatten(1).to(torch.float64)  # (M, D)
-    mean = train_x.mean(0)  # (D,)
-    std = train_x.std(0, unbiased=False)  # (D,)
-    std = torch.where(std > 1e-9 * std.max().clamp_min(1e-30), std, torch.ones_like(std))  # constant coordinates
-    train_x = ((train_x - mean) / std).to(torch.float32)  # (N, D) standardised in float64, fitted in float32
-    test_x = ((test_x - mean) / std).to(torch.float32)  # (M, D)
-    train_y, test_y = train_y.long(), test_y.long()
-    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed)).to(train_x.device)
-    n_val = min(max(1, round(holdout * len(train_x))), len(train_x) - 1)
-    val, fit = order[:n_val], order[n_val:]
-    best_l2, best, best_start, start = None, -1.0, None, None
-    for l2 in sorted(l2_grid, reverse=True):  # the larger penalty first: it keeps ties, and starts the next
-        start = _fit_softmax(train_x[fit], train_y[fit], num_classes, l2, max_iter, start)
-        score = _accuracy(train_x[val], train_y[val], *start)
-        if score > best:
-            best_l2, best, best_start = l2, score, start
-    weight, bias = _fit_softmax(train_x, train_y, num_classes, best_l2, max_iter, best_start)
-    majority = int(torch.bincount(train_y, minlength=num_classes).argmax())
-    return {
-        "accuracy": _accuracy(test_x, test_y, weight, bias),
-        "train_accuracy": _accuracy(train_x, train_y, weight, bias),
-        "chance": float((test_y == majority).double().mean()),
-        "l2": float(best_l2),
-    }
-
-
 # -- the measurement ------------------------------------------------------------------------------------
 
 
-def representations(ib, loader, x: torch.Tensor, noisy: bool = False) -> torch.Tensor:
+def representations(ib, loader, x, noisy: bool = False):
     """The encoder's output for uint8 images ``x`` ``(N, C, H, W)``, as ``loader`` standardises them:
-    ``(N, D)``, in the current train/eval mode (call it under :func:`evaluation`), with the noise off
-    (``f(x)``), or on (one draw of every noise of the encoder, input dropout included, as in training)."""
-    parts = []
-    with sampling(noisy):
-        for start in range(0, len(x), BATCH):
-            parts.append(ib.encoder(standardised(loader, x[start : start + BATCH])).flatten(1))  # (B, D)
-    return torch.cat(parts)  # (N, D)
+    ``(N, D)``, in the current train/eval mode (call it under
+    :func:`~infodropout.train.evaluation.evaluating`), with the noise off (``f(x)``), or on (one draw of
+    every noise of the encoder, input dropout included, as in training)."""
+    return features(ib, x, noisy=noisy, batch_size=BATCH, transform=lambda batch: standardised(loader, batch))
 
 
-@measure(MEASURE)
 def measure_nuisance(trainer, run_dir, options) -> dict:
     """``nuisance_accuracy`` and ``nuisance_chance`` (%) of the linear probe on the frozen representation
     with the noise off (see the module docstring), with the probe's ``probe_train_accuracy`` (%) and
@@ -224,7 +114,7 @@ def measure_nuisance(trainer, run_dir, options) -> dict:
     digits_test = run_extras(trainer, "test", ["nuisance"])["nuisance"]  # (M,)
     out = {}
     for noisy, suffix in ((False, ""), (True, "_noisy")):
-        with evaluation(trainer) as ib:
+        with evaluating(trainer.ib, recalibrate=trainer.recalibration_batches()) as ib:
             r_train = representations(ib, train, train.x[:probe_train], noisy)  # (N, D)
             r_test = representations(ib, test, test.x, noisy)  # (M, D)
         probe = linear_probe(r_train, digits_train, r_test, digits_test, 10, seed=trainer.config.seed)
@@ -242,12 +132,11 @@ def measure_nuisance(trainer, run_dir, options) -> dict:
 
 def columns(study: Study) -> list[Column]:
     return [
-        Column("test_error", "test error (%)", 2),
+        TEST_ERROR,
         Column("nuisance_accuracy", "nuisance accuracy (%)", 1),
         Column("nuisance_accuracy_noisy", "nuisance accuracy, noise on (%)", 1),
         Column("nuisance_chance", "chance (%)", 1),
-        Column("kl_total", "information (nats/example)", 0),
-        Column("kl_total_authors", "information, authors' KL", 0),
+        *information_columns(0),
     ]
 
 
@@ -263,11 +152,6 @@ def report(results: dict, out) -> list[str]:
     if info:
         against_beta(Path(out) / "figures" / "error_and_nuisance_vs_beta.png", info, binary)
     return [_targets(info, binary)]
-
-
-def _mean(cell: Mapping, key: str):
-    summary = cell["metrics"].get(key)
-    return None if not summary else summary.get("mean")
 
 
 def against_beta(path: Path, info: Sequence[Mapping], binary: Sequence[Mapping]) -> Path:
@@ -294,11 +178,11 @@ def against_beta(path: Path, info: Sequence[Mapping], binary: Sequence[Mapping])
             for x, s in zip(xs, summaries, strict=True):
                 ax.scatter([x] * len(s.get("values", [])), s.get("values", []), color=COLOURS[0], s=8, alpha=0.5)
             for cell in binary:
-                level = _mean(cell, key)
+                level = mean_of(cell, key)
                 if level is not None:
                     ax.axhline(level, color=COLOURS[1], linestyle=style, label=f"binary dropout{what}")
         if len(lines) > 1:
-            chance = [m for m in (_mean(c, "nuisance_chance") for c in info) if m is not None]
+            chance = [m for m in (mean_of(c, "nuisance_chance") for c in info) if m is not None]
             if chance:
                 ax.axhline(float(np.mean(chance)), color=COLOURS[7], linestyle=":", label="chance")
         ax.set_xticks(xs, [f"{c['labels']['beta']:g}" for c in info])
@@ -314,8 +198,8 @@ def _targets(info: Sequence[Mapping], binary: Sequence[Mapping]) -> str:
     """What the measured means say about the target (nuisance accuracy falls with beta, task error rises
     by less), from the smallest beta to the largest."""
     lines = ["## Targets", ""]
-    error = [_mean(c, "test_error") for c in info]
-    nuisance = [_mean(c, "nuisance_accuracy") for c in info]
+    error = [mean_of(c, "test_error") for c in info]
+    nuisance = [mean_of(c, "nuisance_accuracy") for c in info]
     if len(info) < 2 or None in error or None in nuisance:
         lines.append("- fewer than two betas measured: no trend to read")
         return "\n".join(lines)
@@ -324,7 +208,7 @@ def _targets(info: Sequence[Mapping], binary: Sequence[Mapping]) -> str:
     drop, rise = nuisance[0] - nuisance[-1], error[-1] - error[0]
     trend = " -> ".join(f"{v:.1f}" for v in nuisance)
     lines.append(f"- nuisance accuracy falls as beta grows: {'met' if falls else 'not met'} ({trend} %)")
-    noisy = [_mean(c, "nuisance_accuracy_noisy") for c in info]
+    noisy = [mean_of(c, "nuisance_accuracy_noisy") for c in info]
     if None not in noisy:
         lines.append("- with the noise on (for comparison): " + " -> ".join(f"{v:.1f}" for v in noisy) + " %")
     lines.append(
@@ -358,4 +242,5 @@ EXPERIMENT = Experiment(
     build,
     columns,
     report,
+    measures={MEASURE: measure_nuisance},
 )

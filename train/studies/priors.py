@@ -13,19 +13,29 @@ dSprites' five factors ``all`` and the four without shape, ``no-shape``), ``log_
 InferenceData: log importance weights, PSIS log-likelihood and k-hat per image) and ``traversals.npz``.
 """
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from infodropout.train.checkpoint import write_json
-from infodropout.train.config import PRESETS, resolve
+from infodropout.models.priors import PRIORS, is_improper
+from infodropout.models.zoo import build_network
+from infodropout.train.config import PRESETS
+from infodropout.train.data import load_dsprites
+from infodropout.train.data.dsprites import FACTOR_SIZES
+from infodropout.train.evaluation import collect, factor_sets, metrics_of, read_record, write_record
+from infodropout.train.evaluation.record import group
+from infodropout.train.files import write_json
+from infodropout.train.metrics import DEFAULT_METRICS, FAST, FULL, MetricSettings, check_metrics, get_metric, jsonable
+from infodropout.train.metrics.psis import compare_log_likelihoods
 from infodropout.train.report import figures
 from infodropout.train.report.tables import format_mean_std, markdown_table, series, summarise
 
+from .common import first_runs, run_record
 from .experiment import Column, Experiment, StudyOptions
-from .runner import RunSpec, Study, measure
+from .runner import RunSpec, Study
 
 #: The priors the study compares by default: log-normal factorised, correlated (full and low-rank), and
 #: the Gaussian VAE's N(0, 1) (beta-VAE) as the reference.
@@ -34,7 +44,6 @@ DEFAULT_PRIORS = ("factorised", "correlated", "correlated-low-rank", "normal")
 GAUSSIAN_PRIORS = ("normal",)
 DEFAULT_BETAS = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_STEPS = 300_000  # the literature's order (disentanglement_lib: 300k steps at batch 64)
-DEFAULT_METRICS = ("mig", "factor-vae", "dci", "sap", "active-units", "total-correlation", "kl-per-dim")
 #: A metric setting smaller than ``fast``, for ``--quick`` (smoke tests: the numbers mean little).
 QUICK_SETTINGS = dict(
     num_points=400,
@@ -50,7 +59,8 @@ QUICK_SETTINGS = dict(
     iw_num_samples=20,
     iw_num_images=50,
 )
-#: The headline numbers of a run: result value -> (metric, factor set or None, key in the result).
+#: The headline numbers of a run from the built-in metrics: result value -> (metric, factor set or None, key in
+#: the result). Any other metric's headline is its score, named after it (``my-metric``, ``my_metric_no_shape``).
 HEADLINES = {
     "mig": ("mig", "all", "mig"),
     "mig_no_shape": ("mig", "no-shape", "mig"),
@@ -66,6 +76,8 @@ HEADLINES = {
     "total_correlation": ("total-correlation", None, "tc_mss"),
     "total_correlation_mws": ("total-correlation", None, "tc_mws"),
     "kl_sum": ("kl-per-dim", None, "kl_sum"),
+    "iw_log_likelihood": ("log-likelihood", None, "mean"),
+    "psis_log_likelihood": ("psis", None, "mean"),
 }
 
 
@@ -80,8 +92,6 @@ def steps_to_schedule(steps: int, batch_size: int, dataset_size: int) -> tuple[i
 
 def check_priors(names) -> tuple[str, ...]:
     """The prior names, checked against the registry of priors (``register_prior`` adds to it)."""
-    from infodropout.models.priors import PRIORS
-
     names = tuple(dict.fromkeys(names))
     unknown = [n for n in names if n not in PRIORS]
     if unknown:
@@ -95,15 +105,12 @@ def _check_network(config, likelihood: bool) -> None:
     """Build the run's network once (on the CPU, no data) so that a prior that cannot serve the latent
     (its event shape, its kind), or an improper one where the log-likelihood is asked for, is refused
     before any training."""
-    from infodropout.models.priors import LogUniformPrior
-    from infodropout.models.zoo import build_network
-
     ib = build_network(
         config.arch, (1, 64, 64), 1, prior=config.prior, z_dim=config.z_dim, latent=config.latent,
         likelihood=config.likelihood, activation=config.activation, alpha_max=config.alpha_max,
         kl_convention=config.kl_convention,
     )  # fmt: skip
-    if likelihood and any(isinstance(p, LogUniformPrior) for p in ib.model.priors):
+    if likelihood and any(is_improper(p(torch.Size((1,)), torch.Size((config.z_dim,)))) for p in ib.model.priors):
         raise ValueError(
             f"--priors {config.prior}: an improper prior, under which log p(x) is undefined; "
             "drop it or pass --no-likelihood"
@@ -111,9 +118,6 @@ def _check_network(config, likelihood: bool) -> None:
 
 
 def build(options: StudyOptions) -> Study:
-    from infodropout.train.data.dsprites import FACTOR_SIZES
-    from infodropout.train.metrics import FAST, FULL, check_metrics
-
     extra = dict(options.extra)
     priors = check_priors(extra.get("priors") or DEFAULT_PRIORS)
     betas = tuple(float(b) for b in (extra.get("betas") or ((1.0, 4.0) if options.quick else DEFAULT_BETAS)))
@@ -135,21 +139,17 @@ def build(options: StudyOptions) -> Study:
         gaussian = prior in GAUSSIAN_PRIORS
         for beta in betas:
             for seed in options.seeds_or(1 if options.quick else 3):
-                config = resolve(
+                config = options.config(
                     "dsprites-vae",
-                    overrides=dict(
-                        latent="gaussian" if gaussian else "information",
-                        prior=prior,
-                        beta=beta,
-                        epochs=epochs,
-                        num_train=num_train,
-                        batch_size=batch_size,
-                        num_test=64 if options.quick else None,
-                        seed=seed,
-                        device=options.device,
-                        data_dir=options.data_dir,
-                        plugins=list(extra.get("plugins") or []),
-                    ),
+                    seed,
+                    latent="gaussian" if gaussian else "information",
+                    prior=prior,
+                    beta=beta,
+                    epochs=epochs,
+                    num_train=num_train,
+                    batch_size=batch_size,
+                    num_test=64 if options.quick else None,
+                    plugins=list(extra.get("plugins") or []),
                 )
                 if seed == 0:
                     _check_network(config, bool(extra.get("likelihood", True)))
@@ -176,83 +176,64 @@ def build(options: StudyOptions) -> Study:
 # -- the measurement, in the worker after training ------------------------------------------------------
 
 
-@measure("disentanglement")
-def measure_disentanglement(trainer, run_dir: Path, options: dict) -> dict:
-    """Every metric of ``options["metrics"]`` on dSprites (both factor sets), the PSIS log-likelihood of
-    ``iw_num_images`` images (the same images for every run of a study), and latent traversals."""
-    from infodropout.train.data import load_dsprites
-    from infodropout.train.metrics import MetricSettings, jsonable
-    from infodropout.train.representations import evaluate
-
-    settings = MetricSettings(**options["settings"])
-    data = load_dsprites(trainer.config.data_dir, trainer.device)
-    ib = trainer.ib
-    result = evaluate(ib, data, metrics=options["metrics"], settings=settings, kind=options.get("representation"))
+def headlines(metrics: dict) -> dict[str, float]:
+    """A run's headline numbers from its metric results (see :data:`HEADLINES`)."""
     values = {}
     for name, (metric, factor_set, key) in HEADLINES.items():
-        part = result["metrics"].get(metric)
+        part = metrics.get(metric)
         if part is not None:
-            part = part[factor_set] if factor_set else part
-            values[name] = float(part[key])
-    if options.get("likelihood", True):
-        values.update(_likelihood(ib, data, settings, run_dir, result["representation"]["kind"]))
-    if "kl-per-dim" in result["metrics"]:
-        order = [int(i) for i in result["metrics"]["kl-per-dim"]["order"]]
-        pool = min(1000, settings.num_points)
-        np.savez_compressed(run_dir / "traversals.npz", **latent_traversals(ib, data, order, pool, seed=settings.seed))
-    write_json(run_dir / "disentanglement.json", jsonable(result))
-    values["representation"] = result["representation"]["kind"]
+            values[name] = float((part[factor_set] if factor_set else part)[key])
+    named = {metric for metric, _, _ in HEADLINES.values()}
+    for metric_name, result in metrics.items():
+        if metric_name in named:
+            continue
+        metric, base = get_metric(metric_name), metric_name.replace("-", "_")
+        for set_name, part in result.items() if metric.per_factor_set else [("all", result)]:
+            suffix = "" if set_name == "all" else "_" + set_name.replace("-", "_")
+            values[base + suffix] = float(part[metric.score])
     return values
 
 
-def _likelihood(ib, data, settings, run_dir: Path, kind: str) -> dict:
-    """Log importance weights of ``iw_num_images`` rendered images (drawn with the metrics' seed, so every
-    run sees the same images), their PSIS log-likelihood, k-hat, and the ArviZ file of the run."""
-    from infodropout.train.metrics.psis import psis_log_likelihood, save_inference_data
-    from infodropout.train.representations import log_importance_weights
-
-    generator = torch.Generator(device=data.device).manual_seed(settings.seed + 1)
-    index = data.sample_indices(settings.iw_num_images, generator)
-    images = data.render(index)  # (N, 1, 64, 64)
-    log_weights = log_importance_weights(ib, images, settings.iw_num_samples, seed=settings.seed)  # (K, N)
-    psis = psis_log_likelihood(log_weights)
-    attrs = {"representation": kind, "images_seed": settings.seed + 1, "num_images": settings.iw_num_images}
-    save_inference_data(log_weights, run_dir, attrs=attrs, overwrite=True)  # a re-measured run replaces its own
-    return {
-        "log_likelihood": psis["mean"],
-        "log_likelihood_raw": psis["raw_mean"],
-        "khat_share_above": psis["share_khat_above"],
+def measure_disentanglement(trainer, run_dir: Path, options: dict) -> dict:
+    """Every metric of ``options["metrics"]`` on dSprites (both factor sets), the PSIS log-likelihood of
+    ``iw_num_images`` images (the same images for every run of a study), and latent traversals: the
+    arrays are measured into the run's record (:func:`~infodropout.train.evaluation.collect`), the metrics
+    computed from the record, their results written to ``disentanglement.json``."""
+    settings = MetricSettings(**options["settings"])
+    data = load_dsprites(trainer.config.data_dir, trainer.device)
+    names = check_metrics(options["metrics"])
+    sets = factor_sets(data.factor_names)
+    likelihood = bool(options.get("likelihood", True))
+    groups, seconds = collect(
+        trainer.ib, data, names, settings, kind=options.get("representation"), sets=sets,
+        likelihood=likelihood, traversals="kl-per-dim" in names,
+    )  # fmt: skip
+    write_record(run_dir, groups, attrs={"study": "compare-priors"})
+    record = read_record(run_dir)
+    metrics, metric_seconds = metrics_of(record, names, settings, sets)
+    encoding = group(record, "encoding")
+    representation = {k: encoding.attrs[k] for k in ("site", "latent", "posterior_space")}
+    result = {
+        "settings": settings.to_dict(),
+        "seed": settings.seed,
+        "factor_names": list(data.factor_names),
+        "factor_sets": {k: [data.factor_names[c] for c in v] for k, v in sets.items()},
+        "representation": {"kind": encoding.attrs["representation"], **representation},
+        "num_points": encoding.sizes["point"],
+        "metrics": metrics,
+        "seconds": {**seconds, **metric_seconds},
     }
-
-
-@torch.no_grad()
-def latent_traversals(ib, data, order, pool: int = 1000, num_values: int = 8, seed: int = 0) -> dict:
-    """Decoded images of one latent moved at a time: from a fixed base image's representation (noise off,
-    in the decoder's input space: ``f(x)`` for the log-normal latent, the mean for a Gaussian), each latent
-    in ``order`` is set to ``num_values`` quantiles (5% to 95%) of its values over ``pool`` images.
-
-    :returns: ``images (D, V, 64, 64)`` (pixel means), ``order (D,)``, ``values (D, V)``.
-    """
-    from infodropout.train.representations import evaluating, latent_layer, latent_type
-
-    generator = torch.Generator(device=data.device).manual_seed(seed + 2)
-    x = data.render(data.sample_indices(pool, generator))  # (pool, 1, 64, 64)
-    _, layer = latent_layer(ib)
-    with evaluating(ib):
-        z = ib.representation(x)  # (pool, D): the decoder's input with the noise off
-        quantiles = torch.quantile(z, torch.linspace(0.05, 0.95, num_values, device=z.device), dim=0).T  # (D, V)
-        base = z[:1]  # (1, D)
-        images = []
-        for d in order:
-            grid = base.repeat(num_values, 1)  # (V, D)
-            grid[:, d] = quantiles[d]
-            images.append(ib.likelihood.mean(ib.head(grid))[:, 0])  # (V, 64, 64)
-    return {
-        "images": torch.stack(images).float().cpu().numpy().astype(np.float16),
-        "order": np.asarray(order),
-        "values": quantiles[list(order)].cpu().numpy(),
-        "latent": np.asarray(latent_type(layer)),
-    }
+    values = headlines(metrics)
+    if likelihood:
+        ll = group(record, "likelihood")
+        values.update(
+            log_likelihood=float(ll["log_likelihood"].mean()),
+            log_likelihood_raw=float(ll["raw_log_likelihood"].mean()),
+            khat_share_above=float(ll.attrs["share_khat_above"]),
+        )
+    write_json(run_dir / "disentanglement.json", jsonable(result))
+    values["representation"] = result["representation"]["kind"]
+    return values
 
 
 # -- the report --------------------------------------------------------------------------------------------
@@ -268,6 +249,8 @@ PLOTTED = (
 
 
 def columns(study: Study) -> list[Column]:
+    named = {metric for metric, _, _ in HEADLINES.values()}
+    extra = dict.fromkeys(n for r in study.runs for n in r.options.get("metrics", ()) if n not in named)
     return [
         Column("mig", "MIG", 3),
         Column("mig_no_shape", "MIG (no shape)", 3),
@@ -279,6 +262,7 @@ def columns(study: Study) -> list[Column]:
         Column("log_likelihood", "log p(x) PSIS", 1),
         Column("khat_share_above", "k̂ > 0.7", 2),
         Column("test_elbo", "test ELBO", 1),
+        *(Column(name.replace("-", "_"), name, 3) for name in extra),  # metrics registered by a user
     ]
 
 
@@ -325,23 +309,17 @@ def _targets(cells) -> str:
     return "\n".join(lines)
 
 
-def _read(out: Path, run: dict, name: str):
-    path = out / "runs" / run["name"] / name
-    if not path.is_file():
-        return None
-    if name.endswith(".npz"):
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    import json
-
-    return json.loads(path.read_text())
+def _metric_results(out: Path, run: dict) -> dict | None:
+    """The metric results a run wrote (``disentanglement.json``), or None."""
+    path = out / "runs" / run["name"] / "disentanglement.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _kl_per_dimension(out: Path, runs: list[dict]) -> str:
     """KL per latent dimension, sorted, per prior at each beta (figure), and a table of the sorted means."""
     per: dict[tuple, list] = {}
     for run in runs:
-        result = _read(out, run, "disentanglement.json")
+        result = _metric_results(out, run)
         if result and "kl-per-dim" in result["metrics"]:
             kl = sorted(result["metrics"]["kl-per-dim"]["kl_per_dim"], reverse=True)
             per.setdefault((run["labels"]["beta"], run["labels"]["prior"]), []).append(kl)
@@ -365,13 +343,11 @@ def _kl_per_dimension(out: Path, runs: list[dict]) -> str:
 def _likelihood_comparison(out: Path, runs: list[dict]) -> str:
     """Priors compared on the PSIS log-likelihood of the same images, per beta: per-image values averaged
     over seeds, differences to the best prior with their standard errors."""
-    from infodropout.train.metrics.psis import compare_log_likelihoods, read_results
-
     per: dict[float, dict[str, list]] = {}
     for run in runs:
-        path = out / "runs" / run["name"] / "log_likelihood.nc"
-        if path.is_file():
-            ll = read_results(path)["log_likelihood"]
+        likelihood = group(run_record(out, run), "likelihood")
+        if likelihood is not None:
+            ll = likelihood["log_likelihood"].values
             per.setdefault(run["labels"]["beta"], {}).setdefault(run["labels"]["prior"], []).append(ll)
     rows = []
     for beta in sorted(per):
@@ -395,18 +371,16 @@ def _likelihood_comparison(out: Path, runs: list[dict]) -> str:
 def _traversal_and_mi_figures(out: Path, runs: list[dict]) -> None:
     """For each prior, at each beta, the first seed's latent traversals and its factor-by-latent mutual
     information (normalised by the factor's entropy, as MIG)."""
-    first: dict[tuple, dict] = {}
-    for run in sorted(runs, key=lambda r: r["seed"]):
-        first.setdefault((run["labels"]["prior"], run["labels"]["beta"]), run)
+    first = first_runs(runs, lambda r: (r["labels"]["prior"], r["labels"]["beta"]))
     for (prior, beta), run in first.items():
-        traversal = _read(out, run, "traversals.npz")
+        traversal = group(run_record(out, run), "traversals")
         if traversal is not None:
-            images = traversal["images"].astype(np.float32)  # (D, V, 64, 64)
+            images = traversal["images"].values.astype(np.float32)  # (D, V, 64, 64)
             d, v = images.shape[:2]
-            labels = [f"z{int(i)}" for i in traversal["order"]]
+            labels = [f"z{int(i)}" for i in traversal["order"].values]
             figures.image_grid(out / "figures" / f"traversals_{prior}_beta{beta:g}.png", images.reshape(d * v, 64, 64),
                                v, f"{prior}, beta {beta:g}: latents by KL, 5%-95% quantiles", labels)  # fmt: skip
-        result = _read(out, run, "disentanglement.json")
+        result = _metric_results(out, run)
         if result and "mig" in result["metrics"]:
             mig = result["metrics"]["mig"]["all"]
             normalised = np.asarray(mig["normalized"], dtype=float).T  # (K, D)
@@ -427,4 +401,5 @@ EXPERIMENT = Experiment(
     columns,
     report,
     report_name="report.md",
+    measures={"disentanglement": measure_disentanglement},
 )

@@ -32,40 +32,28 @@ from pathlib import Path
 
 import torch
 
-from infodropout.train.checkpoint import write_json
 from infodropout.train.config import TrainConfig
+from infodropout.train.files import write_json
 from infodropout.train.report.tables import flatten
 
 FORMAT = "infodropout-study"
 RESULT = "result.json"
 
-#: Measurements by name: ``fn(trainer, run_dir, options) -> dict``, run in the worker after training.
-MEASURES: dict[str, Callable] = {}
-
-
-def measure(name: str):
-    """Register ``fn(trainer, run_dir, options) -> dict`` as the measurement ``name``."""
-
-    def register(fn):
-        MEASURES[name] = fn
-        return fn
-
-    return register
-
 
 def resolve_measure(name: str) -> Callable:
-    """A registered measurement, or ``"package.module:function"`` imported (for a user's own)."""
+    """A measurement of the experiments by name (:data:`infodropout.train.studies.MEASURES`), or
+    ``"package.module:function"`` imported (a user's own): ``fn(trainer, run_dir, options) -> dict``."""
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as err:
             raise ValueError(f"measure={name!r}: cannot be imported ({err})") from None
-    if name not in MEASURES:
-        importlib.import_module("infodropout.train.studies")  # registers the experiments' measurements
-    if name not in MEASURES:
-        raise ValueError(f"measure={name!r}: expected one of {', '.join(sorted(MEASURES))} or 'module:function'")
-    return MEASURES[name]
+    # deferred: the registry is the experiments', and the experiments import this module
+    measures = importlib.import_module("infodropout.train.studies").MEASURES
+    if name not in measures:
+        raise ValueError(f"measure={name!r}: expected one of {', '.join(sorted(measures))} or 'module:function'")
+    return measures[name]
 
 
 @dataclass(frozen=True)
@@ -76,7 +64,7 @@ class RunSpec:
     :param config: the training configuration (its ``seed`` is the run's seed).
     :param labels: the run's cell of the grid, JSON values (e.g. ``{"width": 64}``); runs with the
         same labels are seeds of one cell.
-    :param measure: a measurement to take after training (see :func:`resolve_measure`), or None.
+    :param measure: a measurement to take after training, by name (see :func:`resolve_measure`), or None.
     :param options: keyword options of the measurement (JSON values).
     """
 

@@ -34,42 +34,50 @@ are tested on the same binary images).
 **alpha_max.** The information VAE's noise scale is bounded, ``alpha <= alpha_min + alpha_max`` (0.701 by
 default), where the Gaussian VAE's ``exp(.)`` scale is not: the bound is not part of "the same
 architecture", and would handicap the information VAE if the posterior wanted a wider ``log z`` than it
-allows. Short runs (seed 0, the first 1,000 test images, k = 1000; IW log-likelihood of the information
-VAE minus the Gaussian VAE's) found no handicap: after 10 epochs -0.55, -0.69, -0.93 and -14.9 nats with
-``alpha_max`` 0.7, 1, 2 and 5; after 30 epochs -0.46 nats (standard error 0.12, paired over the images)
-with 0.7, where no alpha was at its bound (the learned prior's ``sigma`` settles near 0.43-0.45, below
-the bound, and the units the decoder does not use take ``alpha`` near ``sigma``, a KL near 0). A larger
-bound only starts training with more noise (``alpha`` begins near ``alpha_max / 2``). The study keeps
-the paper's 0.7 (:data:`ALPHA_MAX`, recorded with its reason in the settings); ``extra["alpha_max"]``
-takes one value or a list (then an axis of the grid) to check it again.
+allows; a larger bound also starts training with more noise (``alpha`` begins near ``alpha_max / 2``).
+The study keeps the paper's 0.7 (:data:`ALPHA_MAX`, recorded with its reason in the settings; the short
+runs behind that choice are in the README); ``extra["alpha_max"]`` takes one value or a list (then an
+axis of the grid) to check it again.
 
 **Options** (``StudyOptions.extra``; the command line's ``reproduce`` passes none): ``iw_samples`` (K,
-default 1000), ``iw_images`` (the first N test images, default all 10,000: about 3.5 CPU-minutes per run
-at K = 1000 on this project's CPU), ``alpha_max`` (above), ``save_weights`` (also write the ArviZ file
-``log_likelihood.nc`` of all K x N log weights: 80 MB per run for the whole test set; on in ``--quick``).
+default 1000), ``iw_images`` (the first N test images, default all 10,000), ``alpha_max`` (above),
+``save_weights`` (also keep all K x N log weights in the record: 8 bytes each; on in ``--quick``).
 
-Each run directory keeps ``likelihood.npz`` (per test image: IW estimate, Monte Carlo ELBO, effective
-sample size, k-hat) and ``images.npz`` (prior samples decoded, test images and reconstructions), from
-which the report draws its figures: samples ``z ~ p(z)`` decoded to pixel means, and test images next to
-their reconstructions with the noise off (the decoder's pixel means at ``f(x)``, or at ``loc(x)``).
+Each run's record (:mod:`infodropout.train.evaluation.record`) keeps, per test image, the IW estimate,
+the Monte Carlo ELBO, the effective sample size, the PSIS estimate and k-hat, the KL per latent
+dimension, and the images the report draws: samples ``z ~ p(z)`` decoded to pixel means, and test
+images next to their reconstructions with the noise off (the decoder's pixel means at ``f(x)``, or at
+``loc(x)``).
 """
 
-import contextlib
 import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
+import xarray as xr
 
-from infodropout.train.config import PRESETS, resolve
+from infodropout.train.config import PRESETS
+from infodropout.train.evaluation import (
+    encode,
+    iw_by_samples,
+    latent_layer,
+    log_importance_weights,
+    prior_samples,
+    reconstructions,
+    write_record,
+)
+from infodropout.train.evaluation.record import group
+from infodropout.train.metrics.likelihood import iw_log_likelihood
+from infodropout.train.metrics.psis import likelihood_dataset
 from infodropout.train.report import figures
 from infodropout.train.report.tables import format_mean_std, markdown_table, summarise
 
+from .common import first_runs, mean_of, run_record
 from .experiment import Column, Experiment, StudyOptions
-from .runner import RunSpec, Study, measure
+from .runner import RunSpec, Study
 
 NAME = "vae"
 MEASURE = "vae-likelihood"
@@ -79,7 +87,7 @@ IW_SAMPLES = 1000
 #: The information VAE's ``alpha_max`` (the range of its noise scale above ``alpha_min``); see
 #: :data:`ALPHA_MAX_REASON`.
 ALPHA_MAX = 0.7
-ALPHA_MAX_REASON = (
+ALPHA_MAX_REASON = (  # recorded in every vae study's settings: a study directory resumes only with the same text
     "0.7, the paper's default: in short runs no noise scale reached the bound (the learned prior's sigma "
     "settles near 0.45, and unused units take alpha near sigma), and larger bounds did worse"
 )
@@ -137,18 +145,7 @@ def build(options: StudyOptions) -> Study:
                     labels["alpha_max"] = alpha_max
                     name = f"information-a{alpha_max:g}"
             for seed in options.seeds_or(1 if options.quick else SEEDS):
-                config = resolve(
-                    "mnist-vae",
-                    overrides=dict(
-                        size,
-                        **changes,
-                        binarize=True,
-                        epochs=epochs,
-                        seed=seed,
-                        device=options.device,
-                        data_dir=options.data_dir,
-                    ),
-                )
+                config = options.config("mnist-vae", seed, **size, **changes, binarize=True, epochs=epochs)
                 runs.append(RunSpec(f"{name}-s{seed}", config, labels, MEASURE, measure_options))
     settings = {
         "quick": options.quick,
@@ -180,74 +177,6 @@ def test_images(trainer, num_images: int | None = None) -> torch.Tensor:
     return torch.cat(parts)[:num_images]  # (N, C, H, W)
 
 
-def iw_log_weights(
-    ib, x: torch.Tensor, num_samples: int, *, seed: int = 0, batch_size: int = IW_BATCH, chunk_size: int = IW_CHUNK
-) -> np.ndarray:
-    """Log importance weights ``(K, N)`` of the images ``x`` ``(N, ...)``,
-    ``log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x)`` with ``z_k ~ q(z | x)``
-    (:func:`~infodropout.train.representations.log_importance_weights`), ``batch_size`` images at a time;
-    the images ``[i, i + batch_size)`` draw their noise from ``seed + i`` (the same weights however the
-    study is resumed). Distribution validation is off (it synchronises with the device per call)."""
-    from infodropout.train.representations import log_importance_weights
-
-    parts = []
-    with pyro.validation_enabled(False):
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]  # (B, ...)
-            parts.append(log_importance_weights(ib, batch, num_samples, chunk_size=chunk_size, seed=seed + start))
-    return np.concatenate(parts, axis=1)  # (K, N)
-
-
-def sample_counts(num_samples: int) -> list[int]:
-    """The numbers of samples the IW estimate is reported at: 1, 10, 100, ... below ``num_samples``, and it."""
-    counts = [10**i for i in range(int(math.log10(num_samples)) + 1) if 10**i < num_samples]
-    return [*counts, num_samples]
-
-
-def iw_by_samples(log_weights: np.ndarray) -> dict[str, float]:
-    """``{k: mean over images of log 1/k sum_{j < k} w_j}`` for every k of :func:`sample_counts`: the IW
-    estimate from the first k samples (k = 1: a Monte Carlo ELBO), which rises with k in expectation."""
-    from infodropout.train.metrics.likelihood import iw_log_likelihood
-
-    return {str(k): iw_log_likelihood(log_weights[:k])["mean"] for k in sample_counts(len(log_weights))}
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def prior_samples(ib, num_samples: int, like: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` draws ``z ~ p(z)`` from the model's prior at the latent site (the learned one for
-    the information VAE), seeded, and their decoded images: the decoder's pixel means
-    ``E[x | z] = sigmoid(decoder(z))``. ``like`` is one input or more, to find the latent's shape.
-
-    :returns: ``z (S, D)`` and ``images (S, C, H, W)``.
-    """
-    from infodropout.train.representations import evaluating, latent_layer
-
-    site, _ = latent_layer(ib)
-    with evaluating(ib):
-        event_shape = ib.representation(like[:1].to(_device(ib))).shape[1:]  # (D,)
-        prior = ib.model.prior(site, torch.Size((num_samples,)), event_shape)
-        with _seeded(seed, _device(ib)):
-            z = prior.sample()  # (S, D)
-        return z, ib.likelihood.mean(ib.head(z))  # (S, D), (S, C, H, W)
-
-
-def reconstructions(ib, x: torch.Tensor) -> torch.Tensor:
-    """The reconstructions of ``x`` with the noise off: the decoder's pixel means at the noise-free
-    representation, ``sigmoid(decoder(f(x)))`` for the information VAE (``f(x)`` is the median of its
-    latent), ``sigmoid(decoder(loc(x)))`` for the Gaussian one. ``(B, C, H, W)``."""
-    from infodropout.train.representations import evaluating
-
-    with evaluating(ib):
-        return ib.predict(x.to(_device(ib)))  # (B, C, H, W)
-
-
 def latent_summary(ib, x: torch.Tensor) -> dict:
     """What the latent keeps of the images ``x``: ``kl_per_dim (D,)`` (the KL of each dimension against
     the prior, averaged over the images), ``active_dims`` (how many exceed :data:`ACTIVE_KL` nats),
@@ -255,8 +184,6 @@ def latent_summary(ib, x: torch.Tensor) -> dict:
     and units), ``alpha_at_bound`` (the share with ``sigmoid(g(h)) > 0.99``, i.e. ``alpha`` at its bound
     ``alpha_min + alpha_max``), and the learned prior's ``prior_loc`` and ``prior_scale`` where it has
     one of each (the per-layer prior)."""
-    from infodropout.train.representations import encode, latent_layer
-
     site, layer = latent_layer(ib)
     enc = encode(ib, x, kl=True)
     kl_per_dim = enc.kl.mean(0)  # (D,)
@@ -276,22 +203,18 @@ def latent_summary(ib, x: torch.Tensor) -> dict:
     return out
 
 
-def _device(ib) -> torch.device:
-    return next(ib.parameters()).device
-
-
-@measure(MEASURE)
 def measure_vae(trainer, run_dir: Path, options: dict) -> dict:
-    """The IW log-likelihood, PSIS and latent summary of the run's test images (see the module docstring),
-    ``likelihood.npz`` and ``images.npz`` in the run directory, and with ``save_weights`` the ArviZ file
-    ``log_likelihood.nc`` of all the log weights."""
-    from infodropout.train.metrics.likelihood import iw_log_likelihood
-    from infodropout.train.metrics.psis import psis_log_likelihood, save_inference_data
-
+    """The IW log-likelihood, PSIS and latent summary of the run's test images (see the module docstring);
+    the run's record holds, per test image, the IW estimate, the Monte Carlo ELBO, the effective sample
+    size, the PSIS estimate and k-hat (group ``likelihood``, with all the log weights under
+    ``save_weights``), the KL per latent dimension (``latent``) and the figures' images (``images``: prior
+    samples decoded, test images and their reconstructions)."""
     ib, seed = trainer.ib, trainer.config.seed
     x = test_images(trainer, options.get("iw_images"))  # (N, C, H, W)
     start = time.perf_counter()
-    log_weights = iw_log_weights(ib, x, int(options["iw_samples"]), seed=seed)  # (K, N)
+    log_weights = log_importance_weights(
+        ib, x, int(options["iw_samples"]), batch_size=IW_BATCH, chunk_size=IW_CHUNK, seed=seed
+    )  # (K, N)
     seconds = time.perf_counter() - start
     iw = iw_log_likelihood(log_weights)
     values = {
@@ -303,25 +226,30 @@ def measure_vae(trainer, run_dir: Path, options: dict) -> dict:
         "iw_num_samples": iw["num_samples"],
         "iw_seconds": seconds,
     }
-    per_image = {"log_likelihood": iw["log_likelihood"], "elbo": iw["elbo"], "ess": iw["ess"]}
+    per_image = {"raw_log_likelihood": iw["log_likelihood"], "elbo": iw["elbo"], "ess": iw["ess"]}
     if len(log_weights) >= 2:
-        psis = psis_log_likelihood(log_weights)
-        values.update(psis_log_likelihood=psis["mean"], khat_share_above=psis["share_khat_above"])
-        per_image.update(psis_log_likelihood=psis["log_likelihood"], khat=psis["khat"])
-        if options.get("save_weights"):
-            attrs = {"model": trainer.config.latent, "test_seed": seed + 1, "num_images": len(x)}
-            save_inference_data(log_weights, run_dir, attrs=attrs, overwrite=True)  # a re-measured run replaces its own
+        attrs = {"model": trainer.config.latent, "test_seed": seed + 1, "num_images": len(x)}
+        likelihood = likelihood_dataset(log_weights, attrs=attrs, keep_weights=bool(options.get("save_weights")))
+        values.update(
+            psis_log_likelihood=float(likelihood["log_likelihood"].mean()),
+            khat_share_above=likelihood.attrs["share_khat_above"],
+        )
+        likelihood = likelihood.assign(elbo=("image", iw["elbo"]), ess=("image", iw["ess"]))
+    else:
+        likelihood = xr.Dataset({k: ("image", v) for k, v in per_image.items()})
     latent = latent_summary(ib, x)
-    np.savez_compressed(run_dir / "likelihood.npz", kl_per_dim=latent.pop("kl_per_dim"), **per_image)
+    groups = {"likelihood": likelihood, "latent": xr.Dataset({"kl_per_dim": ("unit", latent.pop("kl_per_dim"))})}
     values["latent"] = latent
     _, samples = prior_samples(ib, NUM_SAMPLES, x, seed=seed)
     shown = x[:NUM_RECONSTRUCTIONS]
-    np.savez_compressed(
-        run_dir / "images.npz",
-        samples=samples[:, 0].float().cpu().numpy(),  # (S, H, W)
-        images=shown[:, 0].float().cpu().numpy(),  # (R, H, W)
-        reconstructions=reconstructions(ib, shown)[:, 0].float().cpu().numpy(),  # (R, H, W)
+    groups["images"] = xr.Dataset(
+        {
+            "samples": (("sample", "row", "col"), samples[:, 0].float().cpu().numpy()),
+            "images": (("image", "row", "col"), shown[:, 0].float().cpu().numpy()),
+            "reconstructions": (("image", "row", "col"), reconstructions(ib, shown)[:, 0].float().cpu().numpy()),
+        }
     )
+    write_record(run_dir, groups)
     return values
 
 
@@ -347,50 +275,6 @@ def cell_name(labels: Mapping) -> str:
     return f"{name}_alpha{labels['alpha_max']:g}" if "alpha_max" in labels else name
 
 
-def _read_npz(out: Path, run: Mapping, name: str) -> dict | None:
-    path = Path(out) / "runs" / run["name"] / name
-    if not path.is_file():
-        return None
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
-
-
-def image_mosaic(images: np.ndarray, ncols: int, pad: int = 1, fill: float = 0.5) -> np.ndarray:
-    """Images ``(N, H, W)`` in [0, 1] tiled row-major into one array of ``ceil(N / ncols)`` rows and ``ncols``
-    columns, ``pad`` pixels of ``fill`` between them (and in the cells left over):
-    ``(R (H + pad) - pad, C (W + pad) - pad)``. One image drawn once is much faster than an axes per image."""
-    images = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)  # (N, H, W)
-    if images.ndim != 3 or not len(images) or ncols < 1:
-        raise ValueError(f"images: expected (N, H, W) with N >= 1 and ncols >= 1, got {images.shape}, {ncols}")
-    n, h, w = images.shape
-    nrows = -(-n // ncols)
-    out = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), float(fill))
-    for i, image in enumerate(images):
-        r, c = divmod(i, ncols)
-        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = image
-    return out
-
-
-def mosaic_figure(path: Path, images: np.ndarray, ncols: int, title: str, row_labels=None) -> Path:
-    """A PNG of :func:`image_mosaic` (grey, 0 black and 1 white), its rows labelled with ``row_labels``."""
-    from matplotlib.figure import Figure
-
-    h = images.shape[1]
-    mosaic = image_mosaic(images, ncols)
-    nrows = -(-len(images) // ncols)
-    fig = Figure(figsize=(0.45 * ncols + (0.8 if row_labels else 0.2), 0.45 * nrows + 0.5))
-    ax = fig.add_subplot()
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    labels = list(row_labels or [])[:nrows]
-    ax.set_yticks([r * (h + 1) + (h - 1) / 2 for r in range(len(labels))], labels, fontsize="small")
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(title, fontsize="small")
-    return figures.save(fig, path)
-
-
 def pairs_of_rows(images: np.ndarray, reconstructions: np.ndarray, ncols: int = 8, fill: float = 0.5) -> np.ndarray:
     """Test images ``(R, H, W)`` and their reconstructions laid out for a grid of ``ncols`` columns: a row of
     ``ncols`` images, then the row of their reconstructions, and so on; ``(2 ceil(R / ncols) ncols, H, W)``,
@@ -404,20 +288,17 @@ def pairs_of_rows(images: np.ndarray, reconstructions: np.ndarray, ncols: int = 
 
 def report(results: dict, out: Path) -> list[str]:
     out = Path(out)
-    first: dict[str, dict] = {}
-    for run in sorted(results["runs"], key=lambda r: r["seed"]):
-        first.setdefault(cell_name(run["labels"]), run)
-    for name, run in first.items():
-        images = _read_npz(out, run, "images.npz")
+    for name, run in first_runs(results["runs"], lambda r: cell_name(r["labels"])).items():
+        images = group(run_record(out, run), "images")
         if images is None:
             continue
         title = f"{name}, seed {run['seed']}"
-        mosaic_figure(out / "figures" / f"samples_{name}.png", images["samples"], 8,
-                      f"{title}: z ~ p(z) decoded (pixel means)")  # fmt: skip
-        rows = pairs_of_rows(images["images"], images["reconstructions"])  # (2 B 8, H, W)
-        mosaic_figure(out / "figures" / f"reconstructions_{name}.png", rows, 8,
-                      f"{title}: test images and reconstructions (noise off)",
-                      ["test", "recon."] * (len(rows) // 16))  # fmt: skip
+        figures.image_grid(out / "figures" / f"samples_{name}.png", images["samples"].values, 8,
+                           f"{title}: z ~ p(z) decoded (pixel means)")  # fmt: skip
+        rows = pairs_of_rows(images["images"].values, images["reconstructions"].values)  # (2 B 8, H, W)
+        figures.image_grid(out / "figures" / f"reconstructions_{name}.png", rows, 8,
+                           f"{title}: test images and reconstructions (noise off)",
+                           ["test", "recon."] * (len(rows) // 16))  # fmt: skip
     series = {}
     for cell in results["cells"]:
         points = [(int(key.split(".")[1]), s) for key, s in cell["metrics"].items() if key.startswith("iw_k.")]
@@ -435,11 +316,6 @@ def _cells(results: Mapping) -> tuple[dict | None, list[dict]]:
     return gaussian, [c for c in cells if c["labels"]["model"] == "information"]
 
 
-def _mean(cell: Mapping | None, key: str):
-    summary = (cell or {}).get("metrics", {}).get(key)
-    return None if not summary else summary.get("mean")
-
-
 def _targets(results: Mapping) -> str:
     """The issue's targets, read off the cells: the Gaussian VAE's ``-log p(x) <= 90`` nats (IW, k = 1000,
     after the preset's 100 epochs) and the information VAE's ``log p(x)`` within 1.5 nats of it."""
@@ -455,14 +331,14 @@ def _targets(results: Mapping) -> str:
             f"{settings.get('iw_images')} test images, epochs: {settings.get('epochs')}.)",
             "",
         ]
-    g = _mean(gaussian, "iw_log_likelihood")
+    g = mean_of(gaussian, "iw_log_likelihood")
     rows = []
     if g is not None:
         summary = gaussian["metrics"]["iw_log_likelihood"]
         nll = {**summary, "mean": -summary["mean"]}
         rows.append(["Gaussian VAE: -log p(x) <= 90 nats", format_mean_std(nll), "met" if -g <= 90 else "missed"])
     for cell in information:
-        i = _mean(cell, "iw_log_likelihood")
+        i = mean_of(cell, "iw_log_likelihood")
         if g is None or i is None:
             continue
         what = "information VAE" + (
@@ -504,9 +380,9 @@ def _differences(out: Path, results: Mapping) -> str:
             elbo.append(d_elbo)
             iw.append(d_iw)
             se = "–"
-            la, lb = _read_npz(out, a, "likelihood.npz"), _read_npz(out, b, "likelihood.npz")
-            if la is not None and lb is not None and la["log_likelihood"].shape == lb["log_likelihood"].shape:
-                se = f"{paired_se(la['log_likelihood'], lb['log_likelihood']):.3f}"
+            la, lb = group(run_record(out, a), "likelihood"), group(run_record(out, b), "likelihood")
+            if la is not None and lb is not None and la.sizes["image"] == lb.sizes["image"]:
+                se = f"{paired_se(la['raw_log_likelihood'].values, lb['raw_log_likelihood'].values):.3f}"
             rows.append([name, seed, f"{d_elbo:+.2f}", f"{d_iw:+.2f}", se])
         if elbo:
             rows.append([name, "mean ± std", format_mean_std(summarise(elbo)), format_mean_std(summarise(iw)), ""])
@@ -529,4 +405,5 @@ EXPERIMENT = Experiment(
     build,
     columns,
     report,
+    measures={MEASURE: measure_vae},
 )

@@ -4,15 +4,17 @@ import json
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 from infodropout.guides.layers import sampling
 from infodropout.models.zoo import build_network
+from infodropout.train.data import subset_index
+from infodropout.train.evaluation import information_maps, read_record
 from infodropout.train.run import _subset
 from infodropout.train.studies import EXPERIMENTS, StudyOptions, run_experiment, select
 from infodropout.train.studies import cluttered as exp
+from infodropout.train.studies.common import run_extras
 from tests.common import assert_close
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -76,7 +78,7 @@ def network():
 def test_the_maps_summed_over_positions_are_the_information_of_each_layer(network):
     x = torch.randn(3, 1, 32, 32)
     torch.manual_seed(7)
-    maps = exp.information_maps(network, x)
+    maps = information_maps(network, x)
     torch.manual_seed(7)  # the same draw of the noise
     information = network.information(x)
     assert list(maps) == list(exp.SITES)
@@ -93,7 +95,7 @@ def test_the_first_layers_map_is_minus_log_alpha_summed_over_the_channels_that_a
         h = block[1](block[0](x))  # the deterministic input of z1
         on = torch.relu(layer.f_head(h)) > 0
         expected = torch.where(on, -torch.log(layer.alpha(h) / layer.max_alpha), 0.0).sum(1)  # (2, 16, 16)
-        measured = exp.information_maps(network, x)["z1"]
+        measured = information_maps(network, x)["z1"]
     assert_close(measured, expected, rtol=1e-5, atol=1e-6)
     assert bool((~on).any()) and bool(on.any())  # both kinds of unit are there
 
@@ -103,13 +105,13 @@ def test_a_dense_layer_has_no_map():
     with pytest.raises(
         ValueError, match=r"site 'z1': expected a convolutional layer \(C, H, W\), got event shape \(6,\)"
     ):
-        exp.information_maps(ib, torch.randn(2, 1, 8, 8))
+        information_maps(ib, torch.randn(2, 1, 8, 8))
 
 
 def test_a_run_keeps_the_examples_the_trainer_keeps():
     x = torch.arange(50)[:, None]
     for n, seed in ((None, 0), (20, 3), (50, 1), (80, 2)):
-        assert torch.equal(_subset(x, x[:, 0], n, seed)[0], x[exp.subset_index(50, n, seed)])
+        assert torch.equal(_subset(x, x[:, 0], n, seed)[0], x[subset_index(50, n, seed)])
 
 
 def test_extras_of_images_that_are_not_the_runs_are_refused(data_dir):
@@ -117,7 +119,7 @@ def test_extras_of_images_that_are_not_the_runs_are_refused(data_dir):
     test = SimpleNamespace(x=torch.zeros(4, 1, 96, 96, dtype=torch.uint8))
     trainer = SimpleNamespace(config=config, data=SimpleNamespace(test=test), device=torch.device("cpu"))
     with pytest.raises(ValueError, match=r"cluttered-mnist \(seed 0\): the test images made again differ"):
-        exp.run_extras(trainer, "test", ["boxes"], n_train=2)
+        run_extras(trainer, "test", ["boxes"], n_train=2)
 
 
 def test_the_grids_follow_the_device_and_restrict_by_beta():
@@ -161,9 +163,9 @@ def test_the_quick_study_writes_its_tables_maps_and_figures(tmp_path, data_dir):
             assert values[f"inside.{site}"] >= 0 and values[f"outside.{site}"] > 0
         # z1 sees the input without noise: its information is the test KL of the evaluation, to rounding
         assert values["information.z1"] == pytest.approx(values["test_kl.z1"], rel=1e-4)
-        with np.load(out / "runs" / run["name"] / exp.MAPS_FILE) as saved:
-            assert saved["images"].shape == (3, 1, 96, 96) and saved["boxes"].shape == (3, 4)
-            assert [saved[f"map_{s}"].shape for s in exp.SITES] == [(3, 48, 48), (3, 24, 24), (3, 12, 12), (3, 6, 6)]
+        saved = read_record(out / "runs" / run["name"])["maps"].to_dataset()  # the run's record
+        assert saved["images"].shape == (3, 1, 96, 96) and saved["boxes"].shape == (3, 4)
+        assert [saved[f"map_{s}"].shape for s in exp.SITES] == [(3, 48, 48), (3, 24, 24), (3, 12, 12), (3, 6, 6)]
     cell = results["cells"][0]
     assert cell["metrics"]["ratio.z2"]["values"] == [results["runs"][0]["values"]["ratio.z2"]]
     markdown = (out / "results.md").read_text()
@@ -180,10 +182,10 @@ def test_the_quick_study_writes_its_tables_maps_and_figures(tmp_path, data_dir):
 
 def test_information_needs_a_noise_draw_only_past_the_first_layer(network):
     x = torch.randn(2, 1, 32, 32)
-    first, second = exp.information_maps(network, x), exp.information_maps(network, x)
+    first, second = information_maps(network, x), information_maps(network, x)
     assert torch.equal(first["z1"], second["z1"])  # alpha of z1 depends on x alone
     with sampling(False):  # the maps force the noise on, whatever the caller asks
-        assert_close(exp.information_maps(network, x)["z1"], first["z1"])
+        assert_close(information_maps(network, x)["z1"], first["z1"])
 
 
 def _cell(beta, **means):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from infodropout.models.zoo import build_network
+from infodropout.train.evaluation import evaluating, linear_probe
+from infodropout.train.evaluation.probe import L2_GRID
 from infodropout.train.studies import EXPERIMENTS, StudyOptions, run_experiment, select
 from infodropout.train.studies import occluded as exp
-from infodropout.train.studies.cluttered import evaluation
 from tests.common import assert_close
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -26,16 +27,16 @@ def test_the_probe_reads_a_nuisance_that_the_representation_encodes_linearly():
         return codes[y] + 0.3 * torch.randn(len(y), 40, generator=g)  # (N, 40)
 
     y_train, y_test = _labels(600, 1), _labels(400, 2)
-    probe = exp.linear_probe(represent(y_train), y_train, represent(y_test), y_test, 10)
+    probe = linear_probe(represent(y_train), y_train, represent(y_test), y_test, 10)
     assert probe["accuracy"] >= 0.99 and probe["train_accuracy"] >= 0.99
-    assert probe["l2"] in exp.L2_GRID
+    assert probe["l2"] in L2_GRID
 
 
 def test_the_probe_is_at_chance_on_a_representation_that_ignores_the_nuisance():
     g = torch.Generator().manual_seed(0)
     y_train, y_test = _labels(1000, 3), _labels(2000, 4)
     x_train, x_test = torch.randn(1000, 30, generator=g), torch.randn(2000, 30, generator=g)
-    probe = exp.linear_probe(x_train, y_train, x_test, y_test, 10)
+    probe = linear_probe(x_train, y_train, x_test, y_test, 10)
     majority = int(torch.bincount(y_train, minlength=10).argmax())
     assert probe["chance"] == pytest.approx(float((y_test == majority).double().mean()))
     assert abs(probe["accuracy"] - 0.1) < 0.03  # 10 balanced classes; 3 standard errors of 2000 answers ~ 0.02
@@ -44,7 +45,7 @@ def test_the_probe_is_at_chance_on_a_representation_that_ignores_the_nuisance():
 def test_chance_is_the_test_frequency_of_the_most_frequent_training_label():
     y_train = torch.tensor([3, 3, 3, 1, 2, 0])
     y_test = torch.tensor([3, 0, 0, 1, 3, 2, 2, 2])  # 3 is 2 of 8
-    probe = exp.linear_probe(torch.zeros(6, 4), y_train, torch.zeros(8, 4), y_test, 4)
+    probe = linear_probe(torch.zeros(6, 4), y_train, torch.zeros(8, 4), y_test, 4)
     assert probe["chance"] == 0.25
     assert probe["accuracy"] == 0.25  # a constant representation: the probe can only answer the majority
 
@@ -56,14 +57,14 @@ def test_the_probe_sees_each_coordinate_standardised():
     x_train = codes[y_train] + torch.randn(300, 8, generator=g)
     x_test = codes[y_test] + torch.randn(200, 8, generator=g)
     scale, shift = torch.logspace(-3, 3, 8, dtype=torch.float64), torch.linspace(-50, 50, 8, dtype=torch.float64)
-    plain = exp.linear_probe(x_train, y_train, x_test, y_test, 3)
-    scaled = exp.linear_probe(x_train * scale + shift, y_train, x_test * scale + shift, y_test, 3)
+    plain = linear_probe(x_train, y_train, x_test, y_test, 3)
+    scaled = linear_probe(x_train * scale + shift, y_train, x_test * scale + shift, y_test, 3)
     assert scaled == pytest.approx(plain, abs=1e-12)  # the same standardised problem, the same answers
 
 
 def test_the_probe_names_mismatched_inputs():
     with pytest.raises(ValueError, match="probe: 5 training representations for 4 labels"):
-        exp.linear_probe(torch.zeros(5, 2), torch.zeros(4), torch.zeros(3, 2), torch.zeros(3), 2)
+        linear_probe(torch.zeros(5, 2), torch.zeros(4), torch.zeros(3, 2), torch.zeros(3), 2)
 
 
 def test_the_representation_is_the_encoders_output_with_the_noise_off():
@@ -117,7 +118,7 @@ def test_the_quick_study_writes_its_table_and_figure(tmp_path, data_dir):
         values = run["values"]
         assert 0 <= values["nuisance_accuracy"] <= 100 and 0 < values["nuisance_chance"] < 50
         assert 0 <= values["nuisance_accuracy_noisy"] <= 100
-        assert values["probe_l2"] in exp.L2_GRID
+        assert values["probe_l2"] in L2_GRID
         assert values["representation_size"] == 10 * 8 * 8  # width 0.05: 10 channels of 8x8
         assert (values.get("kl_total") is None) == (run["labels"]["method"] == "binary")
     markdown = (out / "results.md").read_text()
@@ -132,19 +133,8 @@ def test_the_quick_study_writes_its_table_and_figure(tmp_path, data_dir):
 def test_the_evaluation_context_restores_the_batch_norm_statistics_and_the_mode():
     ib = build_network("allcnn32", (3, 32, 32), 10, width=0.05, beta=1e-3, num_data=100)
     batches = [(torch.randn(4, 3, 32, 32), torch.zeros(4, dtype=torch.long)) for _ in range(3)]
-
-    class Recalibration:
-        def set_epoch(self, epoch):
-            pass
-
-        def __iter__(self):
-            return iter(batches)
-
-    data = type("Data", (), {"recalibration": Recalibration()})()
-    config = type("Config", (), {"recalibrate_batches": 2})()
-    trainer = type("Trainer", (), {"ib": ib, "data": data, "config": config})()
     before = {k: v.clone() for k, v in ib.state_dict().items()}
-    with evaluation(trainer) as net:
+    with evaluating(ib, recalibrate=batches[:2]) as net:
         assert not net.training and not torch.is_grad_enabled()
         changed = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
         assert changed and all("running" in k or "num_batches" in k for k in changed)

@@ -42,7 +42,7 @@ def test_reproduce_cifar_widths_quick(tmp_path, data_dir):
 
 
 def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(tmp_path):
-    from infodropout.train.metrics.psis import read_results
+    from infodropout.train.evaluation import read_record
 
     out = tmp_path / "priors"
     args = ["compare-priors", "--quick", "--device", "cpu", "--out", str(out), "--priors", "factorised,correlated"]
@@ -58,9 +58,9 @@ def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(
     assert values["mig"] == measured["metrics"]["mig"]["all"]["mig"]
     assert values["mig_no_shape"] == measured["metrics"]["mig"]["no-shape"]["mig"]
     assert measured["factor_sets"]["no-shape"] == ["scale", "orientation", "posX", "posY"]
-    saved = read_results(run / "log_likelihood.nc")
-    assert saved["log_weights"].shape == (20, 50) and values["log_likelihood"] == pytest.approx(
-        saved["log_likelihood"].mean()
+    saved = read_record(run)["likelihood"].to_dataset()  # the run's record
+    assert saved["log_weight"].values[0].shape == (20, 50) and values["log_likelihood"] == pytest.approx(
+        saved["log_likelihood"].values.mean()
     )
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "Best MIG of the study (target >= 0.30)" in report

@@ -11,8 +11,10 @@ from torch.distributions import Normal, kl_divergence
 from torch.nn import functional as F
 
 from infodropout.models.zoo import build_network
+from infodropout.train import evaluation as ev
 from infodropout.train.cli import main
-from infodropout.train.representations import log_importance_weights
+from infodropout.train.evaluation import log_importance_weights
+from infodropout.train.report.figures import image_mosaic
 from infodropout.train.studies import EXPERIMENTS, StudyOptions
 from infodropout.train.studies import vae as exp
 from tests.common import assert_close
@@ -107,13 +109,13 @@ def test_the_iw_estimate_tends_to_the_exact_log_likelihood_and_its_one_sample_me
     widen_the_guide(ib, latent, x)
     exact, elbo = quadrature(ib, x, latent)
     assert (elbo < exact - 0.4).all()  # the guide is not the posterior: a gap for the IW bound to close
-    lw = exp.iw_log_weights(ib, x, 2000, seed=0, batch_size=4)  # (K, N)
+    lw = log_importance_weights(ib, x, 2000, seed=0, batch_size=4, chunk_size=exp.IW_CHUNK)  # (K, N)
     assert lw.shape == (2000, 6) and (psis_log_likelihood(lw)["khat"] < 0.5).all()
     # the mean of log w over the samples: the Monte Carlo ELBO, unbiased
     se = lw.std(0) / math.sqrt(len(lw))  # (N,)
     assert (np.abs(lw.mean(0) - elbo.numpy()) < 5 * se).all()
     # the IW bound rises with k, and at k = 2000 it is log p(x)
-    by_k = exp.iw_by_samples(lw)
+    by_k = ev.iw_by_samples(lw)
     assert list(by_k) == ["1", "10", "100", "1000", "2000"]
     rising = [by_k[k] for k in ("1", "10", "100", "1000")]  # by far more than their Monte Carlo errors
     assert rising == sorted(rising)
@@ -125,33 +127,35 @@ def test_the_iw_estimate_tends_to_the_exact_log_likelihood_and_its_one_sample_me
 
 def test_the_log_weights_of_each_batch_of_images_are_drawn_from_the_seed_plus_its_start():
     ib, x = network("information", z_dim=3), binary_images(5)
-    lw = exp.iw_log_weights(ib, x, 7, seed=11, batch_size=2)  # batches [0, 2), [2, 4), [4, 5)
+    chunk = exp.IW_CHUNK
+    lw = log_importance_weights(ib, x, 7, seed=11, batch_size=2, chunk_size=chunk)  # batches [0, 2), [2, 4), [4, 5)
     for start in (0, 2, 4):
         alone = log_importance_weights(ib, x[start : start + 2], 7, seed=11 + start)
         assert_close(torch.from_numpy(lw[:, start : start + 2]), torch.from_numpy(alone), rtol=1e-12)
-    assert_close(torch.from_numpy(exp.iw_log_weights(ib, x, 7, seed=11, batch_size=2)), torch.from_numpy(lw))
+    again = log_importance_weights(ib, x, 7, seed=11, batch_size=2, chunk_size=chunk)
+    assert_close(torch.from_numpy(again), torch.from_numpy(lw))
 
 
 @pytest.mark.parametrize(("k", "counts"), [(1, [1]), (10, [1, 10]), (25, [1, 10, 25]), (1000, [1, 10, 100, 1000])])
 def test_the_iw_estimate_is_reported_at_powers_of_ten_and_at_k(k, counts):
-    assert exp.sample_counts(k) == counts
+    assert ev.sample_counts(k) == counts
 
 
 def test_prior_samples_come_from_the_prior_and_are_decoded_to_pixel_means():
     ib = network("gaussian", z_dim=3)
-    z, images = exp.prior_samples(ib, 20000, binary_images(1), seed=4)
+    z, images = ev.prior_samples(ib, 20000, binary_images(1), seed=4)
     assert z.shape == (20000, 3) and images.shape == (20000, *SHAPE)
     assert_close(z.mean(0), torch.zeros(3), atol=0.03)  # se 0.007
     assert_close(z.std(0), torch.ones(3), atol=0.03)
     assert_close(images, torch.sigmoid(ib.head(z)).detach(), rtol=1e-12)
-    assert torch.equal(exp.prior_samples(ib, 20000, binary_images(1), seed=4)[0], z)  # seeded
+    assert torch.equal(ev.prior_samples(ib, 20000, binary_images(1), seed=4)[0], z)  # seeded
 
     ib = network("information", z_dim=3)
     prior = ib.model.priors[0]
     with torch.no_grad():
         prior.loc.fill_(0.3)
         prior.log_scale.fill_(math.log(0.6))
-    z, images = exp.prior_samples(ib, 20000, binary_images(1), seed=4)
+    z, images = ev.prior_samples(ib, 20000, binary_images(1), seed=4)
     assert (z > 0).all()
     assert_close(z.log().mean(0), torch.full((3,), 0.3, dtype=z.dtype), atol=0.02)  # se 0.004
     assert_close(z.log().std(0), torch.full((3,), 0.6, dtype=z.dtype), atol=0.02)
@@ -168,9 +172,9 @@ def test_a_reconstruction_with_the_noise_off_is_the_decoders_mean_at_the_noise_f
         layer = ib.encoder.latent
         z = layer.f_head(h) if latent == "gaussian" else F.softplus(layer.f_head(h))  # loc(x), or f(x)
         expected = torch.sigmoid(ib.head(z))  # (5, 1, 4, 4)
-    recon = exp.reconstructions(ib, x)
+    recon = ev.reconstructions(ib, x)
     assert_close(recon, expected, rtol=1e-12)
-    assert torch.equal(exp.reconstructions(ib, x), recon) and ib.training  # deterministic; mode restored
+    assert torch.equal(ev.reconstructions(ib, x), recon) and ib.training  # deterministic; mode restored
 
 
 def test_a_gaussian_dimension_whose_posterior_is_the_prior_carries_no_information():
@@ -216,11 +220,11 @@ def test_the_paired_standard_error_is_that_of_the_mean_difference():
 
 def test_a_mosaic_tiles_the_images_row_major_with_padding_between_them():
     images = np.stack([np.full((2, 3), v) for v in (0.0, 0.25, 1.0)])  # (3, 2, 3)
-    mosaic = exp.image_mosaic(images, 2, pad=1, fill=0.5)
+    mosaic = image_mosaic(images, 2, pad=1, fill=0.5)
     assert mosaic.shape == (2 * 3 - 1, 2 * 4 - 1)
     assert (mosaic[:2, :3] == 0.0).all() and (mosaic[:2, 4:] == 0.25).all() and (mosaic[3:, :3] == 1.0).all()
     assert (mosaic[2] == 0.5).all() and (mosaic[:, 3] == 0.5).all() and (mosaic[3:, 4:] == 0.5).all()  # pad, empty cell
-    assert exp.image_mosaic(np.full((1, 2, 2), 3.0), 4).max() == 1.0  # clipped to [0, 1]
+    assert image_mosaic(np.full((1, 2, 2), 3.0), 4).max() == 1.0  # clipped to [0, 1]
 
 
 def test_test_images_and_their_reconstructions_alternate_by_rows():
@@ -296,8 +300,8 @@ def _png(path):
 
 
 def test_reproduce_vae_quick_writes_the_tables_the_measurements_and_the_grids(tmp_path, data_dir, capsys):
+    from infodropout.train.evaluation import read_record
     from infodropout.train.metrics.likelihood import iw_log_likelihood
-    from infodropout.train.metrics.psis import read_results
 
     out = tmp_path / "vae"
     assert main(["reproduce", "vae", "--quick", "--device", "cpu", "--out", str(out), "--data-dir", str(data_dir)]) == 0
@@ -311,22 +315,23 @@ def test_reproduce_vae_quick_writes_the_tables_the_measurements_and_the_grids(tm
         final = json.loads((run / "metrics.json").read_text())
         assert cell["metrics"]["test_elbo"]["values"] == [final["test_elbo"]] == [values["test_elbo"]]
         assert cell["metrics"]["iw_log_likelihood"]["values"] == [values["iw_log_likelihood"]]
-        saved = read_results(run / "log_likelihood.nc")  # every log weight, in ArviZ's file
-        assert saved["log_weights"].shape == (k, 64)
-        iw = iw_log_likelihood(saved["log_weights"])
+        record = read_record(run)  # every log weight, in the run's record
+        likelihood, latent, images = (record[g].to_dataset() for g in ("likelihood", "latent", "images"))
+        log_weights = likelihood["log_weight"].values[0]
+        assert log_weights.shape == (k, 64)
+        iw = iw_log_likelihood(log_weights)
         assert values["iw_log_likelihood"] == pytest.approx(iw["mean"]) == values[f"iw_k.{k}"]
         assert values["iw_elbo"] == pytest.approx(iw["elbo_mean"]) and values["iw_k.1"] <= values[f"iw_k.{k}"]
-        assert values["psis_log_likelihood"] == pytest.approx(saved["log_likelihood"].mean())
+        assert values["psis_log_likelihood"] == pytest.approx(likelihood["log_likelihood"].values.mean())
         assert (values["iw_num_images"], values["iw_num_samples"]) == (64, k)
-        with np.load(run / "likelihood.npz") as per_image:
-            assert per_image["log_likelihood"].mean() == pytest.approx(values["iw_log_likelihood"])
-            assert per_image["kl_per_dim"].shape == (4,)
-            assert (per_image["kl_per_dim"] > exp.ACTIVE_KL).sum() == values["latent.active_dims"]
-        with np.load(run / "images.npz") as images:
-            assert images["samples"].shape == (exp.NUM_SAMPLES, 28, 28)
-            assert images["images"].shape == images["reconstructions"].shape == (exp.NUM_RECONSTRUCTIONS, 28, 28)
-            assert set(np.unique(images["images"])) <= {0.0, 1.0}  # the binarised test images
-            assert ((images["reconstructions"] > 0) & (images["reconstructions"] < 1)).all()
+        assert likelihood["raw_log_likelihood"].values.mean() == pytest.approx(values["iw_log_likelihood"])
+        kl_per_dim = latent["kl_per_dim"].values
+        assert kl_per_dim.shape == (4,) and (kl_per_dim > exp.ACTIVE_KL).sum() == values["latent.active_dims"]
+        samples, shown, recon = (images[v].values for v in ("samples", "images", "reconstructions"))
+        assert samples.shape == (exp.NUM_SAMPLES, 28, 28)
+        assert shown.shape == recon.shape == (exp.NUM_RECONSTRUCTIONS, 28, 28)
+        assert set(np.unique(shown)) <= {0.0, 1.0}  # the binarised test images
+        assert ((recon > 0) & (recon < 1)).all()
         _png(out / "figures" / f"samples_{model}.png")
         _png(out / "figures" / f"reconstructions_{model}.png")
     assert (
