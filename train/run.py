@@ -429,6 +429,7 @@ class Trainer:
                 "versions": package_versions(),
                 "device": str(trainer.device),
                 "world_size": trainer.world.world_size,  # processes it started on (resume may use others)
+                "threads": torch.get_num_threads(),  # torch threads per process it started with (likewise)
                 "data_dir": trainer.data.source,  # where the data were actually read (None: no files)
             },
         )
