@@ -286,7 +286,7 @@ class Trainer:
                 "the graphed step is off under DDP (its gradient all-reduce is not captured in a CUDA graph here): "
                 "every step runs eagerly"
             )
-        self.channels_last = config.channels_last and self.device.type == "cuda"
+        self.channels_last = config.channels_last  # on any device; the config refuses it without convolutions
         if self.channels_last:
             self.ib = self.ib.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(
