@@ -28,7 +28,7 @@ from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
 from .engine import GraphCaptureError, NonFiniteLoss
 from .schedules import SCHEDULES
 from .studies.cli import add_parsers as add_study_parsers
-from .studies.cli import positive_int
+from .studies.cli import csv_list, positive_int
 from .threads import local_jobs, plan_threads, torch_threads
 
 
@@ -150,8 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time the project's step against hand-written PyTorch and stock SVI")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, required=True, help="directory for bench.json")
-    p.add_argument("--models", nargs="+", default=None, help="subset of: mlp, allcnn32")
+    p.add_argument(
+        "--models", nargs="+", default=None, metavar="MODEL",
+        help="what to time (default: all): mlp, allcnn32, dsprites-vae (each prior's step, and on the CPU "
+        "bf16, channels-last, threads and GFLOP/s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--priors", type=csv_list(str), default=None, metavar="P1,P2",
+        help="dsprites-vae: the priors to time (default: factorised,correlated,correlated-low-rank,normal)",
+    )  # fmt: skip
     p.add_argument("--repeats", type=positive_int, default=None, help="timed steps per variant")
+    p.add_argument(
+        "--threads", type=positive_int,
+        help="torch threads of the timed steps (default: as for train); the CPU figures time 1 and 2 threads",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bench.json")
     p = sub.add_parser(
         "demo", help="information vs binary dropout on MNIST (or scikit-learn digits), and a small priors study"
@@ -249,7 +261,15 @@ def _eval(args) -> int:
 def _bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.device, args.out, models=args.models, repeats=args.repeats, overwrite=args.overwrite)
+    run_bench(
+        args.device,
+        args.out,
+        models=args.models,
+        repeats=args.repeats,
+        overwrite=args.overwrite,
+        priors=args.priors,
+        threads=args.threads,
+    )
     return 0
 
 
