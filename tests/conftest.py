@@ -25,11 +25,20 @@ def _pyro_physics():
     pyro.clear_param_store()
 
 
+#: torch threads of the suite: the policy's for one run, decided once, before the tests load the machine
+#: (at most 2: the tests' tensors are small)
+THREADS = min(2, plan_threads(1).threads)
+torch.set_num_threads(THREADS)
+
+
 @pytest.fixture(autouse=True)
 def _idle_machine(monkeypatch):
-    """The thread policy sees an idle machine: what else runs here does not change what a test runs (the
-    policy's own tests give it a load)."""
+    """The thread policy sees an idle machine with as many cores as the suite has threads, and no thread
+    count asked for in the environment: what else runs here does not change what a test runs (the policy's
+    own tests give it cores and a load)."""
+    monkeypatch.setattr("infodropout.train.threads.available_cores", lambda: THREADS)
     monkeypatch.setattr("infodropout.train.threads.load_average", lambda: 0.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
 
 def shared_data_dir() -> Path | None:
@@ -50,6 +59,3 @@ def data_dir() -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"INFODROPOUT_DATA={path} is not a directory")
     return path
-
-
-torch.set_num_threads(min(2, plan_threads(1).threads))  # decided once, before the tests load the machine

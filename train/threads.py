@@ -5,8 +5,9 @@ Each run gets the cores this process may use (its CPU affinity) shared among the
 machine that is busy already the policy counts the cores the other work takes as the 1-minute load
 average rounded to the nearest integer, ``busy = round(load)``, and shares only the cores left free:
 ``threads = max(1, min(cores // jobs, (cores - busy) // jobs))``. It says so in one line. A thread
-count that is asked for (``--threads``) is kept as asked, with a one-line note where it oversubscribes
-the cores left free.
+count that is asked for (``--threads``, else ``OMP_NUM_THREADS`` in the environment, which torchrun sets
+to 1 for several processes) is kept as asked, with a one-line note where it is more than one thread and
+oversubscribes the cores left free.
 
 OpenMP threads that wait for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, set when
 :mod:`infodropout.train` is imported, before torch is; see there): a spinning thread takes a core from
@@ -68,14 +69,27 @@ class ThreadPlan:
 _UNSET = object()
 
 
+def environment_threads() -> int | None:
+    """``OMP_NUM_THREADS`` where it is set to a positive integer (a thread count asked for), else None."""
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
 def plan_threads(jobs: int = 1, requested: int | None = None, *, cores: int | None = None, load=_UNSET) -> ThreadPlan:
-    """The threads per run for ``jobs`` runs at once (see the module docstring); ``requested`` (``--threads``)
-    is kept as given. ``cores`` and ``load`` default to this machine's (:func:`available_cores`,
-    :func:`load_average`)."""
+    """The threads per run for ``jobs`` runs at once (see the module docstring); ``requested`` (``--threads``;
+    None: :func:`environment_threads`, if any) is kept as given. ``cores`` and ``load`` default to this
+    machine's (:func:`available_cores`, :func:`load_average`)."""
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs={jobs!r}: expected an integer >= 1")
     if requested is not None and not (isinstance(requested, int) and requested >= 1):
         raise ValueError(f"threads={requested!r}: expected an integer >= 1")
+    asked = f"--threads {requested}"
+    if requested is None and environment_threads() is not None:
+        requested = environment_threads()
+        asked = f"OMP_NUM_THREADS={requested}"
     cores = available_cores() if cores is None else cores
     load = load_average() if load is _UNSET else load
     idle = max(1, cores // jobs)
@@ -85,9 +99,9 @@ def plan_threads(jobs: int = 1, requested: int | None = None, *, cores: int | No
     where = f"1-min load average {load:.2f} on {cores} cores" if load is not None else f"{cores} cores"
     if requested is not None:
         note = None
-        if jobs * requested > free:
+        if requested > 1 and jobs * requested > free:
             note = (
-                f"--threads {requested} for {runs} asks for {jobs * requested} threads on {free} free "
+                f"{asked} for {runs} asks for {jobs * requested} threads on {free} free "
                 f"core{'s' if free != 1 else ''} ({where}): kept as asked; the threads will share cores"
             )
         return ThreadPlan(requested, jobs, cores, load, note)

@@ -39,9 +39,18 @@ def test_the_threads_per_run_share_the_cores_left_free(cores, jobs, load, thread
     assert jobs * plan.threads <= max(free, jobs)  # never more threads than free cores, unless 1 per job
 
 
-def test_a_requested_thread_count_is_kept_and_a_note_says_when_it_oversubscribes():
+def test_a_requested_thread_count_is_kept_and_a_note_says_when_it_oversubscribes(monkeypatch):
     fits = plan_threads(1, 1, cores=2, load=0.9)
     assert fits.threads == 1 and fits.note is None
+    least = plan_threads(2, 1, cores=2, load=2.0)  # one thread each is the least there is: nothing to say
+    assert least.threads == 1 and least.note is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # asked for in the environment (torchrun sets it to 1)
+    assert plan_threads(1, cores=8, load=0.0).threads == 2
+    assert plan_threads(1, cores=2, load=1.0).note.startswith("OMP_NUM_THREADS=2 for the run asks for 2 threads")
+    assert plan_threads(1, 3, cores=8, load=0.0).threads == 3  # --threads first
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert plan_threads(1, cores=8, load=0.0).threads == 8
+    monkeypatch.delenv("OMP_NUM_THREADS")
     over = plan_threads(2, 2, cores=2, load=0.0)
     assert over.threads == 2
     assert over.note == (
