@@ -1,11 +1,17 @@
-"""Test physics in one place: a clean Pyro parameter store, validation on, fixed seeds, the data dir."""
+"""Test physics in one place: a clean Pyro parameter store, validation on, fixed seeds, the data dir, and
+the package's thread policy (OpenMP's idle threads sleep; at most 2 torch threads, 1 where the machine is busy)."""
 
+import infodropout.train  # noqa: F401  (first: it sets OMP_WAIT_POLICY before torch starts OpenMP)
+
+# isort: split
 import os
 from pathlib import Path
 
 import pyro
 import pytest
 import torch
+
+from infodropout.train.threads import plan_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,6 +23,22 @@ def _pyro_physics():
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
+
+
+#: torch threads of the suite: the policy's for one run, decided once, before the tests load the machine
+#: (at most 2: the tests' tensors are small)
+THREADS = min(2, plan_threads(1).threads)
+torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _idle_machine(monkeypatch):
+    """The thread policy sees an idle machine with as many cores as the suite has threads, and no thread
+    count asked for in the environment: what else runs here does not change what a test runs (the policy's
+    own tests give it cores and a load)."""
+    monkeypatch.setattr("infodropout.train.threads.available_cores", lambda: THREADS)
+    monkeypatch.setattr("infodropout.train.threads.load_average", lambda: 0.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
 
 def shared_data_dir() -> Path | None:
@@ -37,6 +59,3 @@ def data_dir() -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"INFODROPOUT_DATA={path} is not a directory")
     return path
-
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -28,7 +28,8 @@ from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
 from .engine import GraphCaptureError, NonFiniteLoss
 from .schedules import SCHEDULES
 from .studies.cli import add_parsers as add_study_parsers
-from .studies.cli import positive_int
+from .studies.cli import csv_list, positive_int
+from .threads import local_jobs, plan_threads, torch_threads
 
 
 def _seconds(text: str) -> float:
@@ -110,7 +111,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None, dest="cuda_graph")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, dest="channels_last")
     add_data_dir_argument(p)
+    _add_threads(p)
     _add_dist_timeout(p)
+
+
+def _add_threads(p: argparse.ArgumentParser, what: str = "the run") -> None:
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help=f"torch threads of {what} (default: the cores this process may use, shared with torchrun's other "
+        "processes on this machine; fewer where the machine is busy)",
+    )
 
 
 _OVERRIDES = (
@@ -130,15 +141,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate the checkpoint of a run on its test set")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR/eval.json")
+    _add_threads(p, "the evaluation")
     _add_dist_timeout(p)
     p = sub.add_parser("resume", help="continue an interrupted run to its last epoch (any number of processes)")
     p.add_argument("run_dir", type=Path)
+    _add_threads(p)
     _add_dist_timeout(p)
     p = sub.add_parser("bench", help="time the project's step against hand-written PyTorch and stock SVI")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, required=True, help="directory for bench.json")
-    p.add_argument("--models", nargs="+", default=None, help="subset of: mlp, allcnn32")
+    p.add_argument(
+        "--models", nargs="+", default=None, metavar="MODEL",
+        help="what to time (default: all): mlp, allcnn32, dsprites-vae (each prior's step, and on the CPU "
+        "bf16, channels-last, threads and GFLOP/s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--priors", type=csv_list(str), default=None, metavar="P1,P2",
+        help="dsprites-vae: the priors to time (default: factorised,correlated,correlated-low-rank,normal)",
+    )  # fmt: skip
     p.add_argument("--repeats", type=positive_int, default=None, help="timed steps per variant")
+    p.add_argument(
+        "--threads", type=positive_int,
+        help="torch threads of the timed steps (default: as for train); the CPU figures time 1 and 2 threads",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/bench.json")
     p = sub.add_parser(
         "demo", help="information vs binary dropout on MNIST (or scikit-learn digits), and a small priors study"
@@ -149,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_dir_argument(p)
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--out", type=Path, default=None, help="a new directory for the runs (default: runs/demo[-N])")
+    _add_threads(p, "each run")
     add_study_parsers(sub)  # reproduce, compare-priors
     return parser
 
@@ -161,13 +187,24 @@ def _train(args) -> int:
     if overrides["data_dir"] is not None:
         overrides["data_dir"] = str(overrides["data_dir"])  # saved in config.json
     config = resolve(args.preset, file_options, overrides)
-    trainer = Trainer.start(config, args.out, dist_timeout=args.dist_timeout)
-    say = _printer(trainer)
-    ranks = f" on {trainer.world.world_size} processes" if trainer.world.distributed else ""
-    say(f"training {config.preset} ({config.dropout} dropout) into {args.out}{ranks}")
-    final = trainer.fit()
+    with _thread_policy(args):
+        trainer = Trainer.start(config, args.out, dist_timeout=args.dist_timeout)
+        say = _printer(trainer)
+        ranks = f" on {trainer.world.world_size} processes" if trainer.world.distributed else ""
+        say(f"training {config.preset} ({config.dropout} dropout) into {args.out}{ranks}")
+        final = trainer.fit()
     say(json.dumps(final, indent=2, sort_keys=True))
     return 0
+
+
+def _thread_policy(args):
+    """torch's threads for the command's run, restored when it is done: ``--threads``, else the cores shared
+    by torchrun's processes on this machine (one process without torchrun), fewer where the machine is busy
+    (:func:`~infodropout.train.threads.plan_threads`); its one-line note, if any, goes to stderr (rank 0)."""
+    plan = plan_threads(local_jobs(), args.threads)
+    if plan.note and _launch().is_main:
+        print(f"infodropout {args.command}: {plan.note}", file=sys.stderr)
+    return torch_threads(plan.threads)
 
 
 def _printer(trainer):
@@ -180,6 +217,11 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def _resume(args) -> int:
+    with _thread_policy(args):
+        return _resume_run(args)
+
+
+def _resume_run(args) -> int:
     from .run import Trainer
 
     trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
@@ -207,8 +249,9 @@ def _eval(args) -> int:
     path = Path(args.run_dir) / "eval.json"
     if path.exists() and not args.overwrite:  # before the (long) evaluation
         raise FileExistsError(f"{path} exists (an earlier evaluation): pass --overwrite to replace it")
-    trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
-    result = {"epoch": trainer.epoch, **trainer.evaluate()}  # every rank: the test set is split over them
+    with _thread_policy(args):
+        trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
+        result = {"epoch": trainer.epoch, **trainer.evaluate()}  # every rank: the test set is split over them
     if trainer.world.is_main:
         write_json(path, result)
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -218,7 +261,15 @@ def _eval(args) -> int:
 def _bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.device, args.out, models=args.models, repeats=args.repeats, overwrite=args.overwrite)
+    run_bench(
+        args.device,
+        args.out,
+        models=args.models,
+        repeats=args.repeats,
+        overwrite=args.overwrite,
+        priors=args.priors,
+        threads=args.threads,
+    )
     return 0
 
 
@@ -226,8 +277,17 @@ def _demo(args) -> int:
     from .demo import DEMO_STEPS, run_demo
 
     steps = args.steps or (4 if args.quick else DEMO_STEPS)
+    plan = plan_threads(1, args.threads)  # one run at a time
+    if plan.note:
+        print(f"infodropout demo: {plan.note}", file=sys.stderr)
     run_demo(
-        epochs=args.epochs, data_dir=args.data_dir, device=args.device, out=args.out, steps=steps, quick=args.quick
+        epochs=args.epochs,
+        data_dir=args.data_dir,
+        device=args.device,
+        out=args.out,
+        steps=steps,
+        quick=args.quick,
+        threads=plan.threads,
     )
     return 0
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 try:
     import tomllib
@@ -33,12 +34,15 @@ from infodropout.models.priors import KL_CONVENTIONS, PRIORS, priors_for
 from infodropout.models.zoo import ARCHITECTURES
 
 from .data import DATASETS as ARRAY_DATASETS
+from .engine import cpu_has_bf16
 from .schedules import SCHEDULES
 
 DATASETS = (*ARRAY_DATASETS, "dsprites")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
+#: The architectures with convolutions (what ``channels_last`` lays out).
+CONVOLUTIONAL = ("allcnn32", "allcnn96", "conv-vae")
 
 
 @dataclass
@@ -119,6 +123,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
+        self._check_precision_and_layout()
         _at_least("beta", self.beta, 0)
         _at_least("beta_warmup_epochs", self.beta_warmup_epochs, 0)
         _at_least("epochs", self.epochs, 1, integer=True)
@@ -153,6 +158,21 @@ class TrainConfig:
         if self.binarize and self.dataset == "dsprites":
             raise ValueError("binarize=True with dataset='dsprites': dSprites images are binary already")
         return self
+
+    def _check_precision_and_layout(self) -> None:
+        """channels_last only for a network with convolutions; bf16 on the CPU only where it has bf16
+        arithmetic (the device as ``auto`` resolves it here). A flag that cannot apply is refused, never ignored."""
+        if self.channels_last and self.arch not in CONVOLUTIONAL:
+            raise ValueError(
+                f"channels_last=True with arch={self.arch!r}: the network has no convolutions to lay out "
+                f"channels-last (it applies to {', '.join(CONVOLUTIONAL)})"
+            )
+        on_cpu = self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available())
+        if self.precision == "bf16" and on_cpu and not cpu_has_bf16():
+            raise ValueError(
+                "precision='bf16' on the CPU: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX-BF16 on x86, "
+                "BF16 on Arm), so bf16 would be emulated and no faster: use precision='fp32'"
+            )
 
     def _check_prior_pairing(self) -> None:
         """The prior against the kind of latent layer this configuration builds (before any data is loaded)."""

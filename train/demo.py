@@ -14,6 +14,7 @@ from pathlib import Path
 from . import data as datalib
 from .config import resolve
 from .run import Trainer, create_run_dir
+from .threads import plan_threads, torch_threads
 
 #: The demo's priors study: few steps and the ``fast`` metric settings (the full study is ``compare-priors``).
 DEMO_PRIORS = ("factorised", "correlated", "normal")
@@ -77,8 +78,9 @@ def classifier_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_priors(steps: int, device: str, out: Path, quick: bool = False) -> dict:
-    """The small priors study (see the module docstring) into ``out``; ``quick``: the study's smoke-test sizes."""
+def run_priors(steps: int, device: str, out: Path, quick: bool = False, threads: int | None = None) -> dict:
+    """The small priors study (see the module docstring) into ``out``; ``quick``: the study's smoke-test sizes;
+    ``threads``: torch threads of each run (default: the runner's policy)."""
     from .studies import COMPARE_PRIORS, StudyOptions, run_experiment
 
     extra = {"priors": list(DEMO_PRIORS), "betas": [DEMO_BETA], "steps": steps}
@@ -86,7 +88,7 @@ def run_priors(steps: int, device: str, out: Path, quick: bool = False) -> dict:
         extra["metric_settings"] = "fast"
     options = StudyOptions(seeds=1, quick=quick, device=device, extra=extra)
     print(f"\npriors study: {', '.join(DEMO_PRIORS)} at beta {DEMO_BETA:g}, {steps} steps each, on dSprites")
-    return run_experiment(COMPARE_PRIORS, options, out, show_progress=True)
+    return run_experiment(COMPARE_PRIORS, options, out, threads=threads, show_progress=True)
 
 
 def priors_table(results: dict) -> str:
@@ -109,12 +111,21 @@ def run_demo(
     out: Path | None = None,
     steps: int = DEMO_STEPS,
     quick: bool = False,
+    threads: int | None = None,
 ) -> dict:
     """Both parts of the demo into ``out`` (default: a new ``runs/demo`` directory); print both tables and
-    the path of the priors report. ``quick`` shrinks the priors study to a smoke test."""
+    the path of the priors report. ``quick`` shrinks the priors study to a smoke test. ``threads``: torch
+    threads of every run, one run at a time (default: :func:`~infodropout.train.threads.plan_threads`'s for
+    one run, decided once here, before the demo's own runs load the machine)."""
+    if threads is None:
+        plan = plan_threads(1)
+        threads = plan.threads
+        if plan.note:
+            print(plan.note)
     out = create_run_dir(out) if out is not None else create_run_dir(fresh_directory(Path("runs") / "demo"))
-    classifiers = run_classifiers(epochs, data_dir, device, out / "classifiers")
-    priors = run_priors(steps, device, out / "priors", quick)
+    with torch_threads(threads):
+        classifiers = run_classifiers(epochs, data_dir, device, out / "classifiers")
+    priors = run_priors(steps, device, out / "priors", quick, threads)
     print("\n" + classifier_table(classifiers))
     print("\n" + priors_table(priors))
     print(f"\nreport: {out / 'priors' / 'report.md'}   runs: {out}")

@@ -71,11 +71,39 @@ def make_optimizer(
 
 
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA when ``precision == "bf16"`` (without its cast cache, so that it can be
-    captured in a CUDA graph); nothing otherwise."""
-    if precision == "bf16" and device.type == "cuda":
+    """bf16 autocast where ``precision == "bf16"``, on CUDA (without its cast cache, so that it can be
+    captured in a CUDA graph) and on the CPU; nothing otherwise.
+
+    Under autocast, convolutions, transposed convolutions, linear layers and matrix products take bf16
+    operands and accumulate in fp32; the ops on autocast's fp32 list (on the CPU: the losses, e.g.
+    ``binary_cross_entropy_with_logits``, and the linear algebra) run in fp32; every other op computes
+    in the dtype of its inputs, promoted to fp32 where a bf16 activation meets an fp32 parameter (a
+    prior's). The parameters, their gradients and the optimizer state stay fp32.
+    """
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+#: CPU features that do bf16 arithmetic natively: AVX512-BF16 or AMX-BF16 (x86), BF16 in NEON or SVE (Arm).
+BF16_FEATURES = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has one of :data:`BF16_FEATURES` (torch's CPU capabilities, else ``/proc/cpuinfo``).
+    Without them bf16 convolutions are emulated in fp32 and are no faster than fp32 ones."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # not in older torch
+    if capabilities is not None:
+        found = capabilities()
+        return any(bool(found.get(name)) for name in BF16_FEATURES)
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = {w for line in f if line.startswith(("flags", "Features")) for w in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return any(name in words for name in BF16_FEATURES)
 
 
 class TrainStep:
@@ -84,7 +112,7 @@ class TrainStep:
     :param ib: the model and guide.
     :param optimizer: a ``torch.optim`` optimizer over ``ib.parameters()``.
     :param num_data: N, the training set size (the ELBO is divided by it: a per-example loss).
-    :param precision: ``"fp32"`` or ``"bf16"`` (autocast on CUDA).
+    :param precision: ``"fp32"`` or ``"bf16"`` (:func:`autocast`, on CUDA and on the CPU).
     :param world: the ranks of a data-parallel run (default: one process); the accumulators are reduced
         over them where they are read.
     :param terms: the module whose ``forward(x, y)`` gives the :class:`~infodropout.train.elbo.ELBOTerms`

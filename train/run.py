@@ -234,7 +234,7 @@ class Trainer:
                 "the graphed step is off under DDP (its gradient all-reduce is not captured in a CUDA graph here): "
                 "every step runs eagerly"
             )
-        self.channels_last = config.channels_last and self.device.type == "cuda"
+        self.channels_last = config.channels_last  # on any device; the config refuses it without convolutions
         if self.channels_last:
             self.ib = self.ib.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(
@@ -377,6 +377,7 @@ class Trainer:
                 "versions": package_versions(),
                 "device": str(trainer.device),
                 "world_size": trainer.world.world_size,  # processes it started on (resume may use others)
+                "threads": torch.get_num_threads(),  # torch threads per process it started with (likewise)
                 "data_dir": trainer.data.source,  # where the data were actually read (None: no files)
             },
         )

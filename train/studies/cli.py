@@ -1,9 +1,11 @@
 """The study commands of the command line: ``reproduce`` (the paper's experiments) and ``compare-priors``."""
 
 import argparse
+import sys
 from pathlib import Path
 
 from infodropout.train.data import add_data_dir_argument
+from infodropout.train.threads import plan_threads
 
 
 def positive_int(text: str) -> int:
@@ -63,7 +65,11 @@ def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
         metavar="ADDRESS",
         help="a Dask scheduler (tcp://HOST:8786) to run the grid on (default: $DASK_SCHEDULER_ADDRESS, else local)",
     )
-    p.add_argument("--threads", type=positive_int, help="torch threads per run (default: the cores shared by --jobs)")
+    p.add_argument(
+        "--threads", type=positive_int,
+        help="torch threads per run (default: the cores shared by --jobs, fewer where the machine is busy; "
+        "with --scheduler: the workers')",
+    )  # fmt: skip
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue the study in --out (finished runs are kept)")
     p.add_argument(
@@ -129,9 +135,15 @@ def execute(experiment, args, options) -> dict:
     address = scheduler_address(args.scheduler)
     if address and args.jobs != 1:
         raise ValueError(f"--jobs {args.jobs} with --scheduler {address}: the cluster's workers set the parallelism")
+    threads = args.threads
+    if not address:  # the runs share this machine's cores
+        plan = plan_threads(args.jobs, args.threads)
+        threads = plan.threads
+        if plan.note:
+            print(f"infodropout {args.command}: {plan.note}", file=sys.stderr)
     with dask_executor(address) if address else contextlib.nullcontext() as executor:
         return run_experiment(
-            experiment, options, args.out, jobs=args.jobs, resume=args.resume, executor=executor, threads=args.threads
+            experiment, options, args.out, jobs=args.jobs, resume=args.resume, executor=executor, threads=threads
         )
 
 

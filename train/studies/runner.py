@@ -35,6 +35,7 @@ import torch
 from infodropout.train.config import TrainConfig
 from infodropout.train.files import write_json
 from infodropout.train.report.tables import flatten
+from infodropout.train.threads import plan_threads, torch_threads
 
 FORMAT = "infodropout-study"
 RESULT = "result.json"
@@ -250,13 +251,8 @@ def execute_run(payload: Mapping) -> dict:
     finished = read_result(run_dir)
     if finished is not None:
         return finished
-    threads = torch.get_num_threads()
-    if payload.get("threads"):
-        torch.set_num_threads(int(payload["threads"]))
-    try:
+    with torch_threads(int(payload["threads"]) if payload.get("threads") else None):
         return _train_and_measure(spec, run_dir)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
@@ -284,6 +280,7 @@ def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
         "values": run_values(final, measured),
         "seconds": time.perf_counter() - start,
         "device": str(trainer.device),
+        "threads": torch.get_num_threads(),
     }
     write_json(run_dir / RESULT, result)
     return result
@@ -317,7 +314,8 @@ class _RunLog:
 
 
 def _init_worker(devices: Sequence[int], counter) -> None:
-    """In a local worker process: one thread pool per process, and its own GPU where there are several."""
+    """In a local worker process: its own GPU where there are several. (It inherits ``OMP_WAIT_POLICY`` from
+    this process's environment, set when :mod:`infodropout.train` was imported: see there.)"""
     if devices:
         with counter.get_lock():
             index = counter.value
@@ -416,7 +414,9 @@ def run_study(
     :param resume: continue the study already in ``out`` (finished runs are skipped).
     :param executor: a ``concurrent.futures.Executor`` (or a function making one) to use instead of
         the local pool, e.g. a Dask client's executor; it is not shut down here unless made here.
-    :param threads: torch threads per run (default: the CPU cores shared among ``jobs``).
+    :param threads: torch threads per run (default: for local runs, the CPU cores shared among ``jobs``, fewer
+        where the machine is busy, :func:`~infodropout.train.threads.plan_threads`, whose note goes to ``log``;
+        with an ``executor``, the workers' own).
     :param log: where the line of each finished run goes (``[k/n] name  metric  seconds``).
     """
     if not (isinstance(jobs, int) and jobs >= 1):
@@ -432,8 +432,11 @@ def run_study(
     todo = [s for s in study.runs if s.name not in results]
     if results:
         log(f"{study.name}: {len(results)} of {len(specs)} runs already finished, {len(todo)} to go")
-    if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 or executor is not None else None
+    if threads is None and executor is None:
+        plan = plan_threads(jobs)
+        threads = plan.threads
+        if plan.note:
+            log(f"{study.name}: {plan.note}")
     failures: dict[str, str] = {}
     bar = _progress(len(specs), len(results), study.name, show_progress)
     try:
