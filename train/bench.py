@@ -6,6 +6,7 @@ times, are what carry over between runs on a shared machine).
 import json
 import math
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from infodropout.models.zoo import build_network
 
 from .checkpoint import write_json
 from .engine import GraphedStep, TrainStep, autocast, make_optimizer, training_context
+from .errors import NotWritable, os_reason
 from .run import package_versions, resolve_device
 
 #: name -> (architecture, input shape, batch size, extra build options)
@@ -241,6 +243,12 @@ def check_bench_out(out: Path, overwrite: bool = False) -> Path:
     path = out / "bench.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (an earlier benchmark): choose another --out or pass --overwrite")
+    try:  # a directory that cannot take bench.json fails now, not after minutes of timing
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise NotWritable(f"--out {out}: cannot be written ({os_reason(err)})") from None
     return path
 
 
