@@ -59,7 +59,7 @@ def run_classifiers(epochs: int, data_dir, device: str, out: Path | None) -> dic
                 schedule="constant",
                 batch_size=100 if dataset == "mnist" else 50,
                 device=device,
-                data_dir=data_dir,
+                data_dir=data_dir if dataset == "mnist" else None,  # digits are bundled: no directory is read
             ),
         )
         print(f"\n{kind} dropout, MLP {'-'.join(map(str, hidden))} on {dataset}, {epochs} epochs")
