@@ -112,6 +112,7 @@ def run_demo(
 ) -> dict:
     """Both parts of the demo into ``out`` (default: a new ``runs/demo`` directory); print both tables and
     the path of the priors report. ``quick`` shrinks the priors study to a smoke test."""
+    datalib.check_data_dir(data_dir, "MNIST")  # a --data-dir that is not there: said before anything is made
     out = create_run_dir(out) if out is not None else create_run_dir(fresh_directory(Path("runs") / "demo"))
     classifiers = run_classifiers(epochs, data_dir, device, out / "classifiers")
     priors = run_priors(steps, device, out / "priors", quick)

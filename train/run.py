@@ -44,7 +44,7 @@ from .checkpoint import (
     save_checkpoint,
     write_json,
 )
-from .config import TrainConfig, zero_steps_message
+from .config import OptionError, TrainConfig, zero_steps_message
 from .data.dsprites import find_dsprites_npz
 from .data.paths import root_of
 from .distributed import DEFAULT_TIMEOUT, World
@@ -169,6 +169,8 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
         _check_count("num_train", config.num_train, totals[0], config.dataset, "training")
         _check_count("num_test", config.num_test, totals[1], config.dataset, "test")
         generate = dict(
+            n_train=totals[0],
+            n_test=totals[1],
             train_index=_kept(totals[0], config.num_train, config.seed),
             test_index=_kept(totals[1], config.num_test, config.seed + 1),
         )
@@ -416,16 +418,21 @@ class Trainer:
         if self.run_dir is None:
             return
         state = self.state_dict()
-        if self.world.is_main:
-            path = self.run_dir / "checkpoint.pt"
-            lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
-            try:
-                save_checkpoint(path, state)
-                path = self.run_dir / "metrics.jsonl"
-                atomic_write_text(path, lines)
-            except OSError as err:  # read-only, full, gone: the previous files are whole (atomic writes)
-                raise NotWritable(self._write_failed(path, err)) from None
+        if not self.world.is_main:
+            self.saved_at = (self.epoch, self.step_in_epoch)
+            return
+        # read-only, full, gone: a write that fails leaves the previous file whole (atomic writes)
+        path = self.run_dir / "checkpoint.pt"
+        try:
+            save_checkpoint(path, state)
+        except OSError as err:
+            raise NotWritable(self._write_failed(path, err)) from None
         self.saved_at = (self.epoch, self.step_in_epoch)
+        path = self.run_dir / "metrics.jsonl"  # rewritten whole from the history at every save
+        try:
+            atomic_write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history))
+        except OSError as err:
+            raise NotWritable(self._write_failed(path, err)) from None
 
     def _write_failed(self, path: Path, err: OSError) -> str:
         """One line: what could not be written, what is kept, how to go on."""
@@ -528,12 +535,15 @@ class Trainer:
         try:
             saved = json.loads(config_path.read_text())
             config = TrainConfig.from_dict(saved["config"], where=str(config_path))
+            config.validate()
         except FileNotFoundError:
             raise ValueError(f"{run_dir}: not a run directory (no config.json)") from None
         except OSError as err:
             raise ValueError(f"{config_path}: cannot be read ({os_reason(err)})") from None
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ValueError(f"{config_path}: not a readable run config ({type(err).__name__}: {err})") from None
+        except OptionError as err:  # a value this version refuses
+            raise OptionError(err.option, f"{config_path}: {err}") from None
         recorded = saved.get("data_dir") if isinstance(saved, dict) else None
         if isinstance(recorded, str):  # the recorded directories that still exist here
             recorded = os.pathsep.join(d for d in recorded.split(os.pathsep) if Path(d).is_dir()) or None
