@@ -5,7 +5,11 @@ actually read), ``metrics.jsonl`` (one line per epoch), ``metrics.json`` (final)
 (written atomically every epoch and when interrupted). An existing run directory is never
 overwritten: the one exception is a run that never saved anything (it holds its ``config.json``
 and no checkpoint or metrics, e.g. it failed or was killed in its first epoch), which ``resume``
-restarts from the beginning and ``train --out`` may reuse.
+restarts from the beginning and ``train --out`` may reuse. A run directory has one owner at a time:
+:meth:`Trainer.start` and :meth:`Trainer.from_run_dir` claim it (:mod:`~infodropout.train.ownership`)
+before they write or read anything, for the trainer's life. A file of the run that cannot be written
+(read-only, full) stops the run with a one-line :class:`~infodropout.train.errors.NotWritable` that says
+which, and what was kept.
 
 Under torchrun (several ranks, :mod:`~infodropout.train.distributed`) the same run is trained data-parallel:
 ``batch_size`` is the global batch, each rank trains on its block of every global batch with the noise one
@@ -459,7 +463,11 @@ class Trainer:
     @classmethod
     def start(cls, config: TrainConfig, out: Path, **kwargs) -> "Trainer":
         """A new run in the new directory ``out`` (with its ``config.json``); ``out`` may also hold a
-        run that never saved anything, whose ``config.json`` is then replaced."""
+        run that never saved anything, whose ``config.json`` is then replaced.
+
+        Rank 0 claims ``out`` first (created if absent; refused if another process holds it, or if it cannot
+        be created), then loads the data and builds the network; a failure before ``config.json`` is
+        written leaves no directory it made."""
         config.validate()
         launch = kwargs.get("world") or distributed.environment()
         launch.check_batch(config.batch_size)
