@@ -4,7 +4,7 @@ work: ``infodropout`` is a namespace package of the repository's folders, with n
 
 import sys
 
-from .cli import main
+from .command import main
 
 if __name__ == "__main__":
     sys.exit(main())

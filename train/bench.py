@@ -15,6 +15,7 @@ import json
 import math
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from infodropout.models.priors import CorrelatedLogNormalPrior, LogNormalPrior
 from infodropout.models.zoo import build_network
 
 from .engine import GraphedStep, TrainStep, autocast, cpu_has_bf16, make_optimizer, training_context
+from .errors import NotWritable, os_reason
 from .files import write_json
 from .run import package_versions, resolve_device
 from .threads import available_cores, plan_threads, torch_threads, wait_policy
@@ -491,6 +493,12 @@ def check_bench_out(out: Path, overwrite: bool = False) -> Path:
     path = out / "bench.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (an earlier benchmark): choose another --out or pass --overwrite")
+    try:  # a directory that cannot take bench.json fails now, not after minutes of timing
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise NotWritable(f"--out {out}: cannot be written ({os_reason(err)})") from None
     return path
 
 

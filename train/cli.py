@@ -8,12 +8,20 @@
 
 Only rank 0 prints; an error that every rank meets alike (a bad option, a run directory that exists,
 an agreed stop) is reported once, by rank 0, and one of a single rank by that rank, naming it.
+
+Every error a user can cause is one line on stderr (argparse's too: no usage block) and a non-zero exit
+status: 2 for bad input (an option, a file, a directory, the environment), 1 for a study that finished
+with runs failed, 130 for Ctrl-C. Under torchrun each rank also leaves its line in torchrun's error file
+(``$TORCHELASTIC_ERROR_FILE``), so that torchrun's report of the failure names it as the root cause.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from infodropout.guides.encoders import MLP_KINDS
@@ -26,6 +34,8 @@ from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
 from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
 from .engine import GraphCaptureError, NonFiniteLoss
+from .errors import NotWritable, one_line, os_reason
+from .ownership import claim
 from .schedules import SCHEDULES
 from .studies.cli import add_parsers as add_study_parsers
 from .studies.cli import csv_list, positive_int
@@ -132,10 +142,42 @@ _OVERRIDES = (
 ).split()
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), printed by rank 0 alone under torchrun."""
+
+    def error(self, message: str):
+        fail(f"{self.prog}: error: {message} (see {self.prog} --help)", 2)
+
+
+def _rank_from_environment() -> int:
+    """This process's rank as torchrun's ``RANK`` says (0 without torchrun, or where it does not parse)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def record_for_torchrun(line: str) -> None:
+    """Leave ``line`` in torchrun's error file for this rank (``$TORCHELASTIC_ERROR_FILE``, in the format of
+    torch's ``ErrorHandler``), so that torchrun's failure report shows it instead of a link to its docs."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    message = {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}
+    with contextlib.suppress(OSError):
+        Path(path).write_text(json.dumps({"message": message}))
+
+
+def fail(line: str, status: int):
+    """Print ``line`` (rank 0 only), record it for torchrun, and exit with ``status``."""
+    if _rank_from_environment() == 0:
+        print(line, file=sys.stderr)
+    record_for_torchrun(line)
+    sys.exit(status)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="infodropout", description="Information Dropout in Pyro: train, evaluate and benchmark."
-    )
+    parser = _Parser(prog="infodropout", description="Information Dropout in Pyro: train, evaluate and benchmark.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_options(sub.add_parser("train", help="train a preset into a new run directory"))
     p = sub.add_parser("eval", help="evaluate the checkpoint of a run on its test set")
@@ -186,7 +228,7 @@ def _train(args) -> int:
     overrides = {k: getattr(args, k) for k in _OVERRIDES}
     if overrides["data_dir"] is not None:
         overrides["data_dir"] = str(overrides["data_dir"])  # saved in config.json
-    config = resolve(args.preset, file_options, overrides)
+    config = resolve(args.preset, file_options, overrides, source=args.config)
     with _thread_policy(args):
         trainer = Trainer.start(config, args.out, dist_timeout=args.dist_timeout)
         say = _printer(trainer)
@@ -247,15 +289,26 @@ def _eval(args) -> int:
     from .run import Trainer
 
     path = Path(args.run_dir) / "eval.json"
-    if path.exists() and not args.overwrite:  # before the (long) evaluation
-        raise FileExistsError(f"{path} exists (an earlier evaluation): pass --overwrite to replace it")
-    with _thread_policy(args):
-        trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
-        result = {"epoch": trainer.epoch, **trainer.evaluate()}  # every rank: the test set is split over them
-    if trainer.world.is_main:
-        write_json(path, result)
-        print(json.dumps(result, indent=2, sort_keys=True))
+    with _own(args.run_dir):  # before eval.json is looked at: no other command writes it meanwhile
+        if path.exists() and not args.overwrite:  # before the (long) evaluation
+            raise FileExistsError(f"{path} exists (an earlier evaluation): pass --overwrite to replace it")
+        with _thread_policy(args):
+            trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
+            result = {"epoch": trainer.epoch, **trainer.evaluate()}  # every rank: the test set is split over them
+        if trainer.world.is_main:
+            try:
+                write_json(path, result)
+            except OSError as err:
+                raise NotWritable(f"{path}: cannot be written ({os_reason(err)})") from None
+            print(json.dumps(result, indent=2, sort_keys=True))
     return 0
+
+
+def _own(run_dir: Path):
+    """The claim on a run directory (rank 0, where it holds a run), else a context that does nothing."""
+    if _launch().is_main and (Path(run_dir) / "config.json").exists():
+        return claim(run_dir, "run directory", create=False)
+    return contextlib.nullcontext()
 
 
 def _bench(args) -> int:
@@ -275,12 +328,13 @@ def _bench(args) -> int:
 
 def _demo(args) -> int:
     from .demo import DEMO_STEPS, run_demo
+    from .studies.cli import finished
 
     steps = args.steps or (4 if args.quick else DEMO_STEPS)
     plan = plan_threads(1, args.threads)  # one run at a time
     if plan.note:
         print(f"infodropout demo: {plan.note}", file=sys.stderr)
-    run_demo(
+    result = run_demo(
         epochs=args.epochs,
         data_dir=args.data_dir,
         device=args.device,
@@ -289,7 +343,7 @@ def _demo(args) -> int:
         quick=args.quick,
         threads=plan.threads,
     )
-    return 0
+    return finished(result["priors"])  # a priors run that failed: status 1
 
 
 def _study(args) -> int:
@@ -325,21 +379,28 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from .run import Interrupted
+    from .studies.cli import StudyIncomplete
     from .studies.runner import StudyInterrupted
 
     launch = _launch()
     command = args.command
 
     def report(err, stream=sys.stderr, prefix=f"infodropout {command}: ") -> None:
+        line = f"{prefix}{one_line(err)}"
+        if stream is sys.stderr:
+            record_for_torchrun(line)
         if launch.is_main:
-            print(f"{prefix}{err}", file=stream)
+            print(line, file=stream)
         elif isinstance(err, distributed.RankError):  # names its rank already
-            print(f"{prefix}{err}", file=stream)
+            print(line, file=stream)
         elif not isinstance(err, _SAME_ON_EVERY_RANK) or isinstance(err, (DataNotFoundError, DataCorruptError)):
-            print(f"{prefix}rank {launch.rank}: {err}", file=stream)
+            print(f"{prefix}rank {launch.rank}: {one_line(err)}", file=stream)
 
     try:
         return COMMANDS[command](args)
+    except StudyIncomplete as err:
+        report(err)
+        return 1
     except StudyInterrupted as stop:
         report(f"{stop}; continue with the same command and --resume")
         return 130
@@ -366,6 +427,10 @@ def _run(args) -> int:
             report(err)
             return 2
         raise
+    except OSError as err:  # a file or directory the commands above did not name themselves
+        where = f"{err.filename}: " if err.filename else ""
+        report(f"{where}{os_reason(err)}")
+        return 2
 
 
 def _launch() -> distributed.World:
@@ -378,4 +443,6 @@ def _launch() -> distributed.World:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .command import main as _command
+
+    sys.exit(_command())

@@ -16,6 +16,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from infodropout.models.zoo import ARCHITECTURES
 
 from .data import DATASETS as ARRAY_DATASETS
 from .engine import cpu_has_bf16
+from .errors import one_line, os_reason
 from .schedules import SCHEDULES
 
 DATASETS = (*ARRAY_DATASETS, "dsprites")
@@ -43,6 +45,22 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 #: The architectures with convolutions (what ``channels_last`` lays out).
 CONVOLUTIONAL = ("allcnn32", "allcnn96", "conv-vae")
+#: The largest seed: ``pyro.set_rng_seed`` seeds NumPy's global generator too, which takes 32 bits.
+MAX_SEED = 2**32 - 1
+#: The formats of a ``--config`` file, by suffix.
+CONFIG_FORMATS = (".json", ".toml")
+
+
+class OptionError(ValueError):
+    """A bad value of one option (a :class:`TrainConfig` field); the message names it, what it expects and
+    the value given.
+
+    :ivar option: the field's name.
+    """
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass
@@ -97,13 +115,17 @@ class TrainConfig:
     log_every: int = 100  # steps between reads of the device-side accumulators
     plugins: list[str] = field(default_factory=list)  # modules or .py files imported first (user priors)
 
-    def validate(self) -> "TrainConfig":
-        """Normalise the values in place, then raise ``ValueError`` (one line, naming the field, what it
-        expects and the value given) on a bad one.
+    def validate(self, given: Iterable[str] = ()) -> "TrainConfig":
+        """Normalise the values in place, then raise :class:`OptionError` (a ``ValueError``: one line,
+        naming the field, what it expects and the value given) on a bad one.
 
         Normalising makes what is saved compare equal to what is loaded: tuples become lists, NumPy
         scalars Python numbers, integers given for float fields floats, a path a string, a plugin file
-        an absolute path. Every field is checked against its type (numbers finite), then its range.
+        an absolute path. Every field is checked against its type (numbers finite), then its range, then
+        against :data:`APPLIES`: an option that would change nothing in this configuration is refused,
+        saying why. The fields in ``given`` (what a user set: a config file's keys and the flags) are
+        refused whatever their value; any other field may hold its neutral value (the default, or its
+        preset's value) where it does not apply.
         """
         for f in dataclasses.fields(self):
             setattr(self, f.name, _typed(f.name, getattr(self, f.name), _FIELD_TYPES[f.name]))
@@ -136,43 +158,76 @@ class TrainConfig:
         _at_least("momentum", self.momentum, 0)
         _at_least("log_every", self.log_every, 1, integer=True)
         _at_least("seed", self.seed, 0, integer=True)  # seeds are mixed by NumPy's SeedSequence: nonnegative
+        if self.seed > MAX_SEED:
+            raise OptionError("seed", f"seed={self.seed}: expected an integer in [0, {MAX_SEED}] (2^32 - 1)")
         _at_least("recalibrate_batches", self.recalibrate_batches, 0, integer=True)
         _at_least("eval_samples", self.eval_samples, 0, integer=True)
         _positive("gamma", self.gamma)
         if not self.hidden or any(not (isinstance(h, int) and h > 0) for h in self.hidden):
-            raise ValueError(f"hidden={self.hidden}: expected one or more positive integer widths")
+            raise OptionError("hidden", f"hidden={self.hidden}: expected one or more positive integer widths")
         if not 0 <= self.p < 1:
-            raise ValueError(f"p={self.p}: expected a drop probability in [0, 1)")
+            raise OptionError("p", f"p={self.p}: expected a drop probability in [0, 1)")
         if not 0 <= self.input_dropout < 1:
-            raise ValueError(f"input_dropout={self.input_dropout}: expected a drop probability in [0, 1)")
+            raise OptionError(
+                "input_dropout", f"input_dropout={self.input_dropout}: expected a drop probability in [0, 1)"
+            )
         for name in ("num_train", "num_test"):
             value = getattr(self, name)
             if value is not None:
                 _at_least(name, value, 1, integer=True)
         if any(not (isinstance(m, int) and m > 0) for m in self.milestones):
-            raise ValueError(f"milestones={self.milestones}: expected positive epoch numbers")
+            raise OptionError("milestones", f"milestones={self.milestones}: expected positive epoch numbers")
         if self.num_train is not None and self.num_train < self.batch_size:
-            raise ValueError(zero_steps_message(self.num_train, self.batch_size))
+            raise OptionError("num_train", zero_steps_message(self.num_train, self.batch_size))
         if self.binarize and self.arch not in ("vae", "conv-vae"):
-            raise ValueError(f"binarize=True with arch={self.arch!r}: binarised pixels are the targets of autoencoders")
+            raise OptionError(
+                "binarize", f"binarize=True with arch={self.arch!r}: binarised pixels are the targets of autoencoders"
+            )
         if self.binarize and self.dataset == "dsprites":
-            raise ValueError("binarize=True with dataset='dsprites': dSprites images are binary already")
+            raise OptionError("binarize", "binarize=True with dataset='dsprites': dSprites images are binary already")
+        if self.arch == "vae" and len(self.hidden) != 1:
+            raise OptionError(
+                "hidden", f"hidden={self.hidden} with arch='vae': the MNIST VAE has one hidden layer (one width)"
+            )
+        given = set(given)
+        if "milestones" in given and any(m >= self.epochs for m in self.milestones):
+            raise OptionError(
+                "milestones",
+                f"milestones={self.milestones} with epochs={self.epochs}: a milestone at or after the last epoch never "
+                "takes effect",
+            )
+        self._check_applies(given)
         return self
 
     def _check_precision_and_layout(self) -> None:
         """channels_last only for a network with convolutions; bf16 on the CPU only where it has bf16
         arithmetic (the device as ``auto`` resolves it here). A flag that cannot apply is refused, never ignored."""
         if self.channels_last and self.arch not in CONVOLUTIONAL:
-            raise ValueError(
+            raise OptionError(
+                "channels_last",
                 f"channels_last=True with arch={self.arch!r}: the network has no convolutions to lay out "
-                f"channels-last (it applies to {', '.join(CONVOLUTIONAL)})"
+                f"channels-last (it applies to {', '.join(CONVOLUTIONAL)})",
             )
         on_cpu = self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available())
         if self.precision == "bf16" and on_cpu and not cpu_has_bf16():
-            raise ValueError(
+            raise OptionError(
+                "precision",
                 "precision='bf16' on the CPU: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX-BF16 on x86, "
-                "BF16 on Arm), so bf16 would be emulated and no faster: use precision='fp32'"
+                "BF16 on Arm), so bf16 would be emulated and no faster: use precision='fp32'",
             )
+
+    def _check_applies(self, given: set[str]) -> None:
+        """Refuse an option that changes nothing here (see :data:`APPLIES`)."""
+        preset = PRESETS.get(self.preset, {})
+        for name, rule in APPLIES.items():
+            if rule.when(self):
+                continue
+            value = getattr(self, name)
+            neutral = value == _DEFAULTS[name] or (
+                name in preset and value == _typed(name, preset[name], _FIELD_TYPES[name])
+            )
+            if name in given or not neutral:
+                raise OptionError(name, f"{name}={value!r}: {rule.why(self)}")
 
     def _check_prior_pairing(self) -> None:
         """The prior against the kind of latent layer this configuration builds (before any data is loaded)."""
@@ -195,7 +250,7 @@ class TrainConfig:
                     "; a ReLU unit that is off (z = 0) has an infinite KL against a prior without a point mass at 0: "
                     "use --activation softplus with this prior"
                 )
-            raise ValueError(f"prior={self.prior!r} with {what}: expected one of {', '.join(accepted)}{why}")
+            raise OptionError("prior", f"prior={self.prior!r} with {what}: expected one of {', '.join(accepted)}{why}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -213,6 +268,126 @@ class TrainConfig:
 
 #: The type of every field (the dataclass annotations, resolved).
 _FIELD_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+#: Every field's default value.
+_DEFAULTS = {f.name: _default(f) for f in dataclasses.fields(TrainConfig)}
+
+CLASSIFIERS = ("mlp", "allcnn32", "allcnn96")
+AUTOENCODERS = ("vae", "conv-vae")
+ALL_CNNS = ("allcnn32", "allcnn96")
+
+
+@dataclass(frozen=True)
+class Applies:
+    """Where an option changes what runs.
+
+    :param when: ``config -> bool``: whether the option is used by the run ``config`` describes.
+    :param why: ``config -> str``: why it is not, and what to do instead (the rest of a one-line error).
+    """
+
+    when: Callable[[TrainConfig], bool]
+    why: Callable[[TrainConfig], str]
+
+
+def _classifier(c: TrainConfig) -> bool:
+    return c.arch in CLASSIFIERS
+
+
+def _has_kl(c: TrainConfig) -> bool:
+    """Whether some layer has a KL term (and so a prior, and a beta that weighs it)."""
+    return c.arch in AUTOENCODERS or c.dropout in ("information", "vib")
+
+
+def _information_layers(c: TrainConfig) -> bool:
+    return c.dropout == "information" if _classifier(c) else c.latent == "information"
+
+
+def _off_units(c: TrainConfig) -> bool:
+    """Whether some layer has a log-uniform prior on ReLU units (units exactly 0, charged or not by the
+    KL convention); softplus units are never 0, and no other prior has a convention."""
+    loguniform = c.prior == "log-uniform" or (c.prior is None and c.activation == "relu")
+    return _classifier(c) and c.dropout == "information" and c.activation == "relu" and loguniform
+
+
+def _kind(c: TrainConfig) -> str:
+    return f"arch={c.arch!r}" if c.arch in AUTOENCODERS else f"dropout={c.dropout!r}"
+
+
+def _only(archs) -> Callable[[TrainConfig], str]:
+    return lambda c: f"arch={c.arch!r} does not use it (it applies to arch {', '.join(map(repr, archs))})"
+
+
+#: The one rule for every option: a run uses it (``when``), or a configuration that sets it is refused
+#: (:meth:`TrainConfig.validate`), naming it and ``why``. Options absent here apply to every run.
+APPLIES: dict[str, Applies] = {
+    "dropout": Applies(
+        _classifier, lambda c: f"arch={c.arch!r} is an autoencoder: its noise is its latent's (--latent)"
+    ),
+    "prior": Applies(
+        _has_kl, lambda c: f"dropout={c.dropout!r} has no KL term, so no prior: use dropout 'information' or 'vib'"
+    ),
+    "beta": Applies(_has_kl, lambda c: f"dropout={c.dropout!r} has no KL term for beta to weigh"),
+    "beta_warmup_epochs": Applies(_has_kl, lambda c: f"dropout={c.dropout!r} has no KL term for beta to weigh"),
+    "kl_convention": Applies(
+        _off_units,
+        lambda c: (
+            f"{_kind(c)} with activation={c.activation!r} and prior={c.prior!r} has no log-uniform prior on "
+            "ReLU units: the convention is how that prior charges units that are off"
+        ),
+    ),
+    "activation": Applies(
+        _classifier, lambda c: f"arch={c.arch!r}: an autoencoder's activations are fixed (its latent's f is softplus)"
+    ),
+    "alpha_max": Applies(
+        _information_layers,
+        lambda c: (
+            f"{_kind(c)}{'' if _classifier(c) else f' with latent={c.latent!r}'} has no information-dropout "
+            "layer for alpha_max to bound"
+        ),
+    ),
+    "p": Applies(
+        lambda c: _classifier(c) and c.dropout in ("binary", "gaussian"),
+        lambda c: f"{_kind(c)}: p is the drop probability of binary and Gaussian dropout",
+    ),
+    "input_dropout": Applies(lambda c: c.arch == "allcnn32", _only(("allcnn32",))),
+    "hidden": Applies(lambda c: c.arch in ("mlp", "vae"), _only(("mlp", "vae"))),
+    "width": Applies(lambda c: c.arch in ALL_CNNS, _only(ALL_CNNS)),
+    "z_dim": Applies(lambda c: c.arch in AUTOENCODERS, _only(AUTOENCODERS)),
+    "latent": Applies(lambda c: c.arch in AUTOENCODERS, _only(AUTOENCODERS)),
+    "likelihood": Applies(lambda c: c.arch in AUTOENCODERS, _only(AUTOENCODERS)),
+    "momentum": Applies(lambda c: c.optimizer == "sgd", lambda c: f"optimizer={c.optimizer!r} has no momentum (sgd)"),
+    "nesterov": Applies(lambda c: c.optimizer == "sgd", lambda c: f"optimizer={c.optimizer!r} has no momentum (sgd)"),
+    "milestones": Applies(
+        lambda c: c.schedule == "step", lambda c: f"schedule={c.schedule!r}: milestones are those of schedule 'step'"
+    ),
+    "gamma": Applies(
+        lambda c: c.schedule == "step", lambda c: f"schedule={c.schedule!r}: gamma is the factor of schedule 'step'"
+    ),
+    "augment": Applies(
+        lambda c: c.dataset != "dsprites",
+        lambda c: "dataset='dsprites': its images are rendered at every position already (no crops or flips)",
+    ),
+    "recalibrate_batches": Applies(
+        lambda c: c.arch in ALL_CNNS, lambda c: f"arch={c.arch!r} has no batch norm to recalibrate (allcnn32, allcnn96)"
+    ),
+    "eval_samples": Applies(
+        _classifier, lambda c: f"arch={c.arch!r}: noise-averaged test error is a classifier's (autoencoders: test ELBO)"
+    ),
+    "cuda_graph": Applies(
+        lambda c: c.device != "cpu", lambda c: "device='cpu': CUDA graphs are captured on CUDA devices only"
+    ),
+    "channels_last": Applies(
+        lambda c: c.arch in CONVOLUTIONAL, lambda c: f"arch={c.arch!r} has no convolutions to lay out channels-last"
+    ),
+    "data_dir": Applies(
+        lambda c: c.dataset != "digits", lambda c: "dataset='digits' is bundled with scikit-learn: no files are read"
+    ),
+}
 
 
 def zero_steps_message(num_train: int, batch_size: int) -> str:
@@ -239,7 +414,7 @@ def _typed(name: str, value, tp):
     the field, the type it expects and the value given."""
     converted = _convert(value, tp)
     if converted is _INVALID:
-        raise ValueError(f"{name}={value!r}: expected {_describe(tp)}, got {type(value).__name__}")
+        raise OptionError(name, f"{name}={value!r}: expected {_describe(tp)}, got {type(value).__name__}")
     return converted
 
 
@@ -283,7 +458,7 @@ def _scalar(value, tp):
 
 def _choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(map(str, choices))}")
+        raise OptionError(name, f"{name}={value!r}: expected one of {', '.join(map(str, choices))}")
 
 
 def _finite_number(value) -> bool:
@@ -292,14 +467,14 @@ def _finite_number(value) -> bool:
 
 def _at_least(name, value, low, integer=False):
     if integer and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or not value >= low):
-        raise ValueError(f"{name}={value!r}: expected an integer >= {low}")
+        raise OptionError(name, f"{name}={value!r}: expected an integer >= {low}")
     if not _finite_number(value) or not value >= low:
-        raise ValueError(f"{name}={value!r}: expected a number >= {low}")
+        raise OptionError(name, f"{name}={value!r}: expected a number >= {low}")
 
 
 def _positive(name, value):
     if not _finite_number(value) or not value > 0:
-        raise ValueError(f"{name}={value!r}: expected a number > 0")
+        raise OptionError(name, f"{name}={value!r}: expected a number > 0")
 
 
 def import_plugins(plugins: list[str]) -> list[str]:
@@ -310,7 +485,7 @@ def import_plugins(plugins: list[str]) -> list[str]:
         if plugin.endswith(".py"):
             path = Path(plugin).expanduser().resolve()
             if not path.is_file():
-                raise ValueError(f"plugins: {plugin}: no such file")
+                raise OptionError("plugins", f"plugins: {plugin}: no such file")
             module_name = f"infodropout_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
             if module_name not in sys.modules:
                 spec = importlib.util.spec_from_file_location(module_name, path)
@@ -318,15 +493,21 @@ def import_plugins(plugins: list[str]) -> list[str]:
                 sys.modules[module_name] = module
                 try:
                     spec.loader.exec_module(module)
-                except Exception as err:
+                except Exception as err:  # noqa: BLE001  (the plugin's own error, in one line)
                     del sys.modules[module_name]
-                    raise ValueError(f"plugins: {path}: importing it failed ({type(err).__name__}: {err})") from None
+                    raise OptionError(
+                        "plugins", f"plugins: {path}: importing it failed ({type(err).__name__}: {one_line(err)})"
+                    ) from None
             out.append(str(path))
         else:
             try:
                 importlib.import_module(plugin)
             except ImportError as err:
-                raise ValueError(f"plugins: {plugin!r}: cannot be imported ({err})") from None
+                raise OptionError("plugins", f"plugins: {plugin!r}: cannot be imported ({one_line(err)})") from None
+            except Exception as err:  # noqa: BLE001  (the plugin's own error, reported as a .py file's is)
+                raise OptionError(
+                    "plugins", f"plugins: {plugin!r}: importing it failed ({type(err).__name__}: {one_line(err)})"
+                ) from None
             out.append(plugin)
     return out
 
@@ -420,26 +601,50 @@ PRESETS: dict[str, dict] = {
 
 
 def read_config_file(path: str | Path) -> dict:
-    """Options from a ``.json`` or ``.toml`` file (a flat table of TrainConfig fields)."""
+    """Options from a ``.json`` or ``.toml`` file (:data:`CONFIG_FORMATS`: a flat table of TrainConfig
+    fields); any problem is a one-line ``ValueError`` naming the file."""
     path = Path(path)
+    formats = ", ".join(CONFIG_FORMATS)
+    if path.suffix not in CONFIG_FORMATS:
+        raise ValueError(
+            f"config file {path}: unsupported format {path.suffix or '(no suffix)'!r}; supported: {formats}"
+        )
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as err:
-        raise ValueError(f"config file {path}: cannot be read ({err.strerror})") from None
+        raise ValueError(f"config file {path}: cannot be read ({os_reason(err)})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path}: not text (UTF-8); a {path.suffix} file is expected") from None
     try:
         values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"config file {path}: not valid {path.suffix.lstrip('.') or 'JSON'} ({err})") from None
+        raise ValueError(f"config file {path}: not valid {path.suffix.lstrip('.').upper()} ({one_line(err)})") from None
     if not isinstance(values, dict):
-        raise ValueError(f"config file {path}: expected a table of options")
+        raise ValueError(f"config file {path}: expected a table of options, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config file {path}: unknown option(s) {unknown}; valid options: {sorted(known)}")
+    data_dir = values.get("data_dir")
+    if isinstance(data_dir, str) and not Path(data_dir).expanduser().is_dir():
+        raise ValueError(f"config file {path}: data_dir={data_dir!r}: no such directory")
     return values
 
 
-def resolve(preset: str, file_options: dict | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Preset, then a config file, then command-line overrides; validated."""
+def resolve(
+    preset: str, file_options: dict | None = None, overrides: dict | None = None, source: str | Path | None = None
+) -> TrainConfig:
+    """Preset, then a config file's options, then command-line overrides; validated, every option set in
+    the file or the overrides counting as given (see :meth:`TrainConfig.validate`). An error in an option
+    that came from the file names the file (``source``)."""
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r}: expected one of {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset], preset=preset)
-    values.update(file_options or {})
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return TrainConfig.from_dict(values, where=f"preset {preset}").validate()
+    file_options = dict(file_options or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values = {**PRESETS[preset], "preset": preset, **file_options, **overrides}
+    try:
+        return TrainConfig.from_dict(values, where=f"preset {preset}").validate(given={*file_options, *overrides})
+    except OptionError as err:
+        if source is not None and err.option in file_options and err.option not in overrides:
+            raise OptionError(err.option, f"config file {source}: {err}") from None
+        raise

@@ -60,7 +60,7 @@ def run_classifiers(epochs: int, data_dir, device: str, out: Path | None) -> dic
                 schedule="constant",
                 batch_size=100 if dataset == "mnist" else 50,
                 device=device,
-                data_dir=data_dir,
+                data_dir=data_dir if dataset == "mnist" else None,  # digits are bundled: no directory is read
             ),
         )
         print(f"\n{kind} dropout, MLP {'-'.join(map(str, hidden))} on {dataset}, {epochs} epochs")
@@ -117,6 +117,7 @@ def run_demo(
     the path of the priors report. ``quick`` shrinks the priors study to a smoke test. ``threads``: torch
     threads of every run, one run at a time (default: :func:`~infodropout.train.threads.plan_threads`'s for
     one run, decided once here, before the demo's own runs load the machine)."""
+    datalib.check_data_dir(data_dir, "MNIST")  # a --data-dir that is not there: said before anything is made
     if threads is None:
         plan = plan_threads(1)
         threads = plan.threads

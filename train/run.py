@@ -5,7 +5,11 @@ actually read), ``metrics.jsonl`` (one line per epoch), ``metrics.json`` (final)
 (written atomically every epoch and when interrupted). An existing run directory is never
 overwritten: the one exception is a run that never saved anything (it holds its ``config.json``
 and no checkpoint or metrics, e.g. it failed or was killed in its first epoch), which ``resume``
-restarts from the beginning and ``train --out`` may reuse.
+restarts from the beginning and ``train --out`` may reuse. A run directory has one owner at a time:
+:meth:`Trainer.start` and :meth:`Trainer.from_run_dir` claim it (:mod:`~infodropout.train.ownership`)
+before they write or read anything, for the trainer's life. A file of the run that cannot be written
+(read-only, full) stops the run with a one-line :class:`~infodropout.train.errors.NotWritable` that says
+which, and what was kept.
 
 Under torchrun (several ranks, :mod:`~infodropout.train.distributed`) the same run is trained data-parallel:
 ``batch_size`` is the global batch, each rank trains on its block of every global batch with the noise one
@@ -21,6 +25,7 @@ import platform
 import signal
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
@@ -35,14 +40,16 @@ from infodropout.models.zoo import build_network
 from . import data as datalib
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import TrainConfig, zero_steps_message
+from .config import OptionError, TrainConfig, zero_steps_message
 from .data.dsprites import find_dsprites_npz
 from .data.paths import root_of
 from .distributed import DEFAULT_TIMEOUT, World, shard
 from .elbo import ELBOModule
 from .engine import TrainStep, check_finite, make_optimizer, make_step, progress, training_context
+from .errors import NotWritable, os_reason
 from .evaluation import classifier_measures, evaluating, reconstruction_measures
 from .files import check_new_run_dir, create_run_dir, never_saved, write_json, write_text
+from .ownership import claim
 from .report.tensorboard import EpochScalars
 from .schedules import beta_at, lr_factor, set_lr
 
@@ -87,11 +94,26 @@ class RunData:
     source: str | None = None
 
 
+def _kept(total: int, n: int | None, seed: int) -> torch.Tensor | None:
+    """The positions of the ``n`` of ``total`` examples a run uses (:func:`~infodropout.train.data.subset_index`),
+    or None for all of them."""
+    return None if n is None or n >= total else datalib.subset_index(total, n, seed)
+
+
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
-    """The examples a run keeps (:func:`~infodropout.train.data.subset_index`: all when ``n`` is at least
-    their number), on their device."""
-    keep = datalib.subset_index(len(x), n, seed).to(x.device)
+    keep = _kept(len(x), n, seed)
+    if keep is None:
+        return x, y
+    keep = keep.to(x.device)
     return x.index_select(0, keep), y.index_select(0, keep)
+
+
+def _check_count(name: str, n: int | None, total: int, dataset: str, split: str) -> None:
+    """A one-line ``ValueError`` where ``n`` (``num_train`` or ``num_test``) asks for more examples than exist."""
+    if n is not None and n > total:
+        raise ValueError(
+            f"{name}={n}: {dataset} has {total:,} {split} examples; ask for at most that (or leave it out: all of them)"
+        )
 
 
 def _joined(roots) -> str | None:
@@ -111,6 +133,8 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
     if config.dataset == "dsprites":
         # dSprites has no test split: the test sample is a fixed random draw of num_test images (10,000)
         sprites = datalib.load_dsprites(data_dir, device)
+        _check_count("num_train", config.num_train, len(sprites), config.dataset, "training")
+        _check_count("num_test", config.num_test, len(sprites), config.dataset, "test")
         source = None if sprites.packed is None else _joined([root_of(find_dsprites_npz(data_dir), data_dir)])
         subset = None
         if config.num_train is not None and config.num_train < len(sprites):
@@ -120,8 +144,21 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
         test = _FirstBatches(datalib.DSpritesLoader(sprites, EVAL_BATCH, True, False, config.seed + 1), num_test)
         num_train = len(train.indices if subset is not None else sprites)
         return RunData(train, test, None, num_train, (1, 64, 64), 0, True, source)
-    ds = datalib.get_dataset(config.dataset, data_dir, device, config.seed)
+    generate = {}
+    if config.dataset == "cluttered-mnist":  # generated: make only the examples kept (the same images)
+        totals = datalib.CLUTTERED_SIZES
+        _check_count("num_train", config.num_train, totals[0], config.dataset, "training")
+        _check_count("num_test", config.num_test, totals[1], config.dataset, "test")
+        generate = dict(
+            n_train=totals[0],
+            n_test=totals[1],
+            train_index=_kept(totals[0], config.num_train, config.seed),
+            test_index=_kept(totals[1], config.num_test, config.seed + 1),
+        )
+    ds = datalib.get_dataset(config.dataset, data_dir, device, config.seed, **generate)
     source = _joined(datalib.data_roots(config.dataset, data_dir))
+    _check_count("num_train", config.num_train, len(ds.x_train), config.dataset, "training")
+    _check_count("num_test", config.num_test, len(ds.x_test), config.dataset, "test")
     x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
     x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
     norm = {} if reconstruct else {"mean": ds.mean, "std": ds.std}
@@ -332,12 +369,30 @@ class Trainer:
         if self.run_dir is None:
             return
         state = self.state_dict()
-        self.saved_at = (self.epoch, self.step_in_epoch)
         if not self.world.is_main:
+            self.saved_at = (self.epoch, self.step_in_epoch)
             return
-        save_checkpoint(self.run_dir / "checkpoint.pt", state)
-        lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history)
-        write_text(self.run_dir / "metrics.jsonl", lines)
+        # read-only, full, gone: a write that fails leaves the previous file whole (atomic writes)
+        path = self.run_dir / "checkpoint.pt"
+        try:
+            save_checkpoint(path, state)
+        except OSError as err:
+            raise NotWritable(self._write_failed(path, err)) from None
+        self.saved_at = (self.epoch, self.step_in_epoch)
+        path = self.run_dir / "metrics.jsonl"  # rewritten whole from the history at every save
+        try:
+            write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history))
+        except OSError as err:
+            raise NotWritable(self._write_failed(path, err)) from None
+
+    def _write_failed(self, path: Path, err: OSError) -> str:
+        """One line: what could not be written, what is kept, how to go on."""
+        kept = self.what_is_kept()
+        if self.saved_at is not None:
+            kept += (
+                f" is intact; make {self.run_dir} writable (or free space), then `infodropout resume {self.run_dir}`"
+            )
+        return f"{path}: cannot be written ({os_reason(err)}); the run stops, {kept}"
 
     def what_is_kept(self) -> str:
         """What survives a run that stops now: the last checkpoint, or a true word that there is none."""
@@ -355,23 +410,29 @@ class Trainer:
     @classmethod
     def start(cls, config: TrainConfig, out: Path, **kwargs) -> "Trainer":
         """A new run in the new directory ``out`` (with its ``config.json``); ``out`` may also hold a
-        run that never saved anything, whose ``config.json`` is then replaced."""
+        run that never saved anything, whose ``config.json`` is then replaced.
+
+        Rank 0 claims ``out`` first (created if absent; refused if another process holds it, or if it cannot
+        be created), then loads the data and builds the network; a failure before ``config.json`` is
+        written leaves no directory it made."""
         config.validate()
         launch = kwargs.get("world") or distributed.environment()
         launch.check_batch(config.batch_size)
-        if launch.is_main:
-            check_new_run_dir(out)  # before loading anything: fail fast
-        trainer = cls(config, None, **kwargs)  # data and network first: a failure leaves no directory
-        if not trainer.world.is_main:  # rank 0 owns the directory
+        if not launch.is_main:  # rank 0 owns the directory
+            trainer = cls(config, None, **kwargs)
             trainer.run_dir = Path(out)
             return trainer
-        reused = Path(out).is_dir() and never_saved(out)
-        run_dir = trainer.run_dir = create_run_dir(out)
-        if reused:
-            trainer.log(f"reusing {run_dir}: it held a run that never saved a checkpoint")
-        write_json(
-            run_dir / "config.json",
-            {
+        check_new_run_dir(out)  # fail fast, and leave a directory that is not ours as it is
+        owner = claim(out, "run directory")  # before anything is written or read; held for the trainer's life
+        try:
+            check_new_run_dir(out)  # again, now that no other process can write it
+            reused = never_saved(out)
+            trainer = cls(config, None, **kwargs)  # data and network first: a failure leaves no directory
+            run_dir = trainer.run_dir = create_run_dir(out)
+            if reused:
+                trainer.log(f"reusing {run_dir}: it held a run that never saved a checkpoint")
+            config_path = run_dir / "config.json"
+            record = {
                 "config": trainer.config.to_dict(),
                 "seed": trainer.config.seed,
                 "versions": package_versions(),
@@ -379,9 +440,28 @@ class Trainer:
                 "world_size": trainer.world.world_size,  # processes it started on (resume may use others)
                 "threads": torch.get_num_threads(),  # torch threads per process it started with (likewise)
                 "data_dir": trainer.data.source,  # where the data were actually read (None: no files)
-            },
-        )
+            }
+            try:
+                write_json(config_path, record)
+            except OSError as err:
+                raise NotWritable(f"{config_path}: cannot be written ({os_reason(err)})") from None
+        except BaseException:
+            owner.abandon()
+            raise
+        trainer.owns(owner)
         return trainer
+
+    def owns(self, owner) -> None:
+        """Hold ``owner`` (the claim on the run directory, :func:`~infodropout.train.ownership.claim`) until
+        :meth:`release` or until this trainer is collected."""
+        self._owner = owner
+        weakref.finalize(self, owner.release)
+
+    def release(self) -> None:
+        """Give back the run directory (the end of a run in a process that goes on, e.g. a study's worker)."""
+        owner = getattr(self, "_owner", None)
+        if owner is not None:
+            owner.release()
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, **kwargs) -> "Trainer":
@@ -392,13 +472,34 @@ class Trainer:
         config_path = run_dir / "config.json"
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"{run_dir}: not a run directory (it is a file)")
+        if not config_path.exists():
+            raise ValueError(f"{run_dir}: not a run directory (no config.json)")
+        launch = kwargs.get("world") or distributed.environment()
+        owner = claim(run_dir, "run directory", create=False) if launch.is_main else None
+        try:
+            trainer = cls._restore(run_dir, config_path, **kwargs)
+        except BaseException:
+            if owner is not None:
+                owner.release()
+            raise
+        if owner is not None:
+            trainer.owns(owner)
+        return trainer
+
+    @classmethod
+    def _restore(cls, run_dir: Path, config_path: Path, **kwargs) -> "Trainer":
         try:
             saved = json.loads(config_path.read_text())
             config = TrainConfig.from_dict(saved["config"], where=str(config_path))
+            config.validate()
         except FileNotFoundError:
             raise ValueError(f"{run_dir}: not a run directory (no config.json)") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{config_path}: not a readable run config ({err})") from None
+        except OSError as err:
+            raise ValueError(f"{config_path}: cannot be read ({os_reason(err)})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{config_path}: not a readable run config ({type(err).__name__}: {err})") from None
+        except OptionError as err:  # a value this version refuses
+            raise OptionError(err.option, f"{config_path}: {err}") from None
         recorded = saved.get("data_dir") if isinstance(saved, dict) else None
         if isinstance(recorded, str):  # the recorded directories that still exist here
             recorded = os.pathsep.join(d for d in recorded.split(os.pathsep) if Path(d).is_dir()) or None
@@ -542,7 +643,10 @@ class Trainer:
         final["epochs"] = self.epoch
         final["seconds_total"] = sum(r["seconds"] for r in self.history)
         if self.run_dir is not None and self.world.is_main:
-            write_json(self.run_dir / "metrics.json", final)
+            try:
+                write_json(self.run_dir / "metrics.json", final)
+            except OSError as err:
+                raise NotWritable(self._write_failed(self.run_dir / "metrics.json", err)) from None
         return final
 
     # -- evaluation --------------------------------------------------------------------------------

@@ -57,10 +57,12 @@ def test_non_finite_numbers_on_the_command_line_are_refused_before_anything_runs
     assert not (tmp_path / "r").exists()
 
 
-def test_a_config_file_with_a_wrong_type_fails_on_the_command_line_in_one_line(tmp_path, capsys):
-    (tmp_path / "c.json").write_text('{"nesterov": "no"}')
-    assert main(["train", "mnist-mlp", "--out", str(tmp_path / "r"), "--config", str(tmp_path / "c.json")]) == 2
-    assert capsys.readouterr().err == "infodropout train: nesterov='no': expected true or false, got str\n"
+def test_a_config_file_with_a_wrong_type_fails_on_the_command_line_in_one_line_naming_the_file(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text('{"nesterov": "no"}')
+    assert main(["train", "mnist-mlp", "--out", str(tmp_path / "r"), "--config", str(config)]) == 2
+    message = f"config file {config}: nesterov='no': expected true or false, got str"
+    assert capsys.readouterr().err == f"infodropout train: {message}\n"
 
 
 def test_validation_normalises_tuples_numpy_scalars_ints_and_paths(tmp_path):
@@ -69,6 +71,8 @@ def test_validation_normalises_tuples_numpy_scalars_ints_and_paths(tmp_path):
         milestones=(np.int32(2),),
         beta=np.float32(0.5),
         lr=1,
+        optimizer="sgd",
+        schedule="step",
         nesterov=np.bool_(False),
         num_train=np.int64(200),
         data_dir=tmp_path,

@@ -236,7 +236,7 @@ class _PlayedRank(World):
     "preset, options",
     [
         ("mnist-mlp", dict(hidden=[16, 16], eval_samples=2)),
-        ("mnist-vae", dict(hidden=[16], z_dim=3, latent="information", activation="softplus")),
+        ("mnist-vae", dict(hidden=[16], z_dim=3, latent="information")),
     ],
 )
 def test_the_ranks_test_totals_sum_to_one_process_totals(preset, options):

@@ -26,11 +26,12 @@ from .paths import (
     check_data_dir,
     search_dirs,
 )
-from .registry import DATASETS, MIRROR_INVARIANT, data_roots, get_dataset
+from .registry import CLUTTERED_SIZES, DATASETS, MIRROR_INVARIANT, data_roots, get_dataset
 
 __all__ = [
     "Binarize",
     "CIFAR10_CLASSES",
+    "CLUTTERED_SIZES",
     "DATASETS",
     "MIRROR_INVARIANT",
     "ArrayDataset",

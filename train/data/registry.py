@@ -118,24 +118,34 @@ def build_digits(data_dir: PathLike, seed: int, device: str, test_size: int = 30
     return from_arrays("digits", *arrays, DIGIT_CLASSES)
 
 
+#: How many Cluttered MNIST examples :func:`build_cluttered` makes by default (train, test).
+CLUTTERED_SIZES = (50_000, 10_000)
+
+
 def build_cluttered(
     data_dir: PathLike,
     seed: int,
     device: str,
-    n_train: int = 50_000,
-    n_test: int = 10_000,
+    n_train: int = CLUTTERED_SIZES[0],
+    n_test: int = CLUTTERED_SIZES[1],
     num_clutter: int = 21,
     canvas: int = 96,
     clutter_size: int = 8,
     download: bool = False,
+    train_index: Tensor | None = None,
+    test_index: Tensor | None = None,
 ) -> ArrayDataset:
     """Cluttered MNIST (see :mod:`.cluttered`): train from MNIST train, test from MNIST test;
-    ``extras``: ``boxes`` (digit boxes) and ``source`` (MNIST index of each digit)."""
+    ``extras``: ``boxes`` (digit boxes) and ``source`` (MNIST index of each digit).
+
+    ``train_index`` / ``test_index`` keep only those examples of the ``n_train`` / ``n_test`` (in that
+    order), and only those are composed: the same images as indexing the whole set. The channel statistics
+    are then those of the kept training images."""
     mnist = load_idx_dataset("mnist", data_dir, download)
     parts = []
-    for digits, labels, n, stream in (
-        (mnist.x_train, mnist.y_train, n_train, TRAIN_STREAM),
-        (mnist.x_test, mnist.y_test, n_test, TEST_STREAM),
+    for digits, labels, n, stream, index in (
+        (mnist.x_train, mnist.y_train, n_train, TRAIN_STREAM, train_index),
+        (mnist.x_test, mnist.y_test, n_test, TEST_STREAM, test_index),
     ):
         parts.append(
             make_cluttered(
@@ -147,6 +157,7 @@ def build_cluttered(
                 num_clutter,
                 clutter_size,
                 device,
+                index,
             )
         )
     train, test = parts

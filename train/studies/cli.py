@@ -18,6 +18,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(high: int):
+    """An argparse type: an integer in ``[1, high]``."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [1, {high}], got {value}")
+        return value
+
+    return parse
+
+
+#: The most seeds per cell a study takes (each is a full training run).
+MAX_SEEDS = 1000
+#: The most torch threads per run.
+MAX_THREADS = 1024
+
+
 def grid_option(text: str) -> tuple[str, list[str]]:
     """``AXIS=V1,V2`` -> ``("AXIS", ["V1", "V2"])``."""
     axis, sep, values = text.partition("=")
@@ -31,9 +49,12 @@ def csv_list(convert):
 
     def parse(text: str) -> list:
         try:
-            return [convert(v.strip()) for v in text.split(",") if v.strip()]
+            values = [convert(v.strip()) for v in text.split(",") if v.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"none given ({text!r}): leave the option out for the default")
+        return values
 
     return parse
 
@@ -54,19 +75,23 @@ def set_option(text: str) -> tuple[str, object]:
 
 def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
     """The options every study command takes."""
+    from .runner import MAX_JOBS
+
     p.add_argument("--out", required=True, type=Path, help="the study directory (never overwritten)")
-    p.add_argument("--seeds", type=positive_int, help="seeds per cell (default: the experiment's)")
+    p.add_argument("--seeds", type=bounded_int(MAX_SEEDS), help="seeds per cell (default: the experiment's)")
     if epochs:
         p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
     p.add_argument("--quick", action="store_true", help="a smoke test: tiny grid, tiny data, one epoch")
-    p.add_argument("--jobs", type=positive_int, default=1, help="runs at once (local worker processes)")
+    p.add_argument(
+        "--jobs", type=bounded_int(MAX_JOBS), default=1, help=f"runs at once (local worker processes, 1 to {MAX_JOBS})"
+    )
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
         help="a Dask scheduler (tcp://HOST:8786) to run the grid on (default: $DASK_SCHEDULER_ADDRESS, else local)",
     )
     p.add_argument(
-        "--threads", type=positive_int,
+        "--threads", type=bounded_int(MAX_THREADS),
         help="torch threads per run (default: the cores shared by --jobs, fewer where the machine is busy; "
         "with --scheduler: the workers')",
     )  # fmt: skip
@@ -90,7 +115,7 @@ def add_parsers(sub) -> None:
     add_study_options(p)
 
     from infodropout.train.metrics import METRICS, SETTINGS
-    from infodropout.train.representations import KINDS
+    from infodropout.train.evaluation import KINDS
 
     p = sub.add_parser("compare-priors", help="compare priors for disentanglement on dSprites (a study)")
     p.add_argument("--dataset", choices=("dsprites",), default="dsprites", help="data with known factors")
@@ -126,15 +151,23 @@ def study_options(args, **extra):
 
 
 def execute(experiment, args, options) -> dict:
-    """Run ``experiment`` as the study options say: on a Dask cluster when a scheduler is named, else locally."""
+    """Run ``experiment`` as the study options say: on a Dask cluster when a scheduler is named, else locally.
+
+    ``--device cuda`` without a CUDA device here is refused before anything runs (with a scheduler the
+    cluster's workers have the devices, and each run says so where it has none)."""
     import contextlib
 
-    from .experiment import run_experiment
+    import torch
+
+    from .experiment import run_experiment, select
     from .runner import dask_executor, scheduler_address
 
     address = scheduler_address(args.scheduler)
     if address and args.jobs != 1:
         raise ValueError(f"--jobs {args.jobs} with --scheduler {address}: the cluster's workers set the parallelism")
+    if args.device == "cuda" and not address and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (use --device cpu)")
+    select(experiment.build(options), options.grid)  # every option checked before a scheduler is contacted
     threads = args.threads
     if not address:  # the runs share this machine's cores
         plan = plan_threads(args.jobs, args.threads)
@@ -147,11 +180,27 @@ def execute(experiment, args, options) -> dict:
         )
 
 
+class StudyIncomplete(Exception):
+    """A study that ended with runs failed: its finished runs are kept (the command exits with status 1)."""
+
+
+def finished(results: dict) -> int:
+    """0 when every run of the study finished; else :class:`StudyIncomplete` naming how many did not."""
+    failed = results["runs_total"] - results["runs_finished"]
+    if failed:
+        names = sorted(results["failures"])
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise StudyIncomplete(
+            f"{failed} of {results['runs_total']} runs did not finish ({shown}): see failure.txt in their run "
+            "directories; the finished runs are kept, and the same command with --resume runs the others again"
+        )
+    return 0
+
+
 def reproduce(args) -> int:
     from . import EXPERIMENTS
 
-    execute(EXPERIMENTS[args.experiment], args, study_options(args, **dict(args.settings)))
-    return 0
+    return finished(execute(EXPERIMENTS[args.experiment], args, study_options(args, **dict(args.settings))))
 
 
 def compare_priors(args) -> int:
@@ -170,8 +219,8 @@ def compare_priors(args) -> int:
         "likelihood": args.likelihood,
         "plugins": import_plugins(args.plugins),
     }
-    execute(COMPARE_PRIORS, args, study_options(args, **{k: v for k, v in extra.items() if v is not None}))
-    return 0
+    options = study_options(args, **{k: v for k, v in extra.items() if v is not None})
+    return finished(execute(COMPARE_PRIORS, args, options))
 
 
 COMMANDS = {"reproduce": reproduce, "compare-priors": compare_priors}

@@ -62,12 +62,14 @@ def choose_size(options: StudyOptions, name: str, sizes: Sequence[str] = ("cpu",
         raise ValueError(f"{name}: unknown option(s) {unknown}; it takes size ({' or '.join(sizes)})")
     if options.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name} --device cuda: no CUDA device is available here (the CPU-sized study: --device cpu)")
-    if options.quick:
-        return "quick"
     size = options.extra.get("size")
+    if size is not None and size not in sizes:
+        raise ValueError(f"{name}: size={size!r}: expected one of {', '.join(sizes)}")
+    if options.quick:
+        if size is not None:
+            raise ValueError(f"{name}: size={size!r} with --quick: the quick study has a size of its own; give one")
+        return "quick"
     if size is not None:
-        if size not in sizes:
-            raise ValueError(f"{name}: size={size!r}: expected one of {', '.join(sizes)}")
         return size
     cuda = options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
     return "paper" if cuda else "cpu"

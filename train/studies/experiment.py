@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infodropout.train.config import TrainConfig, resolve
+from infodropout.train.errors import NotWritable, os_reason
 from infodropout.train.files import write_json, write_text
+from infodropout.train.ownership import claim
 from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
 
-from .runner import Study, StudyResult, machine, run_study
+from .runner import Study, StudyResult, machine, prepare_out, run_study
 
 
 @dataclass
@@ -155,22 +157,38 @@ def run_experiment(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
 ) -> dict:
-    """Build, check and run the experiment's study in ``out``; write and return its results."""
+    """Build, check and run the experiment's study in ``out``; write and return its results.
+
+    ``out`` is claimed (:func:`~infodropout.train.ownership.claim`) once the study is known to be one it
+    may hold, before the data are checked, and held until the report is written.
+    """
     study = select(experiment.build(options), options.grid)
-    check_data(study)
-    started = time.perf_counter()
-    outcome = run_study(
-        study,
-        out,
-        jobs=jobs,
-        resume=resume,
-        executor=executor,
-        threads=threads,
-        device=options.device,
-        log=log,
-        show_progress=show_progress,
-    )
-    results = write_results(experiment, outcome, time.perf_counter() - started)
+    prepare_out(study, out, resume, write=False)  # another study, or this one without --resume: refused now
+    with claim(out, "study directory") as owner:
+        try:
+            check_data(study)
+            started = time.perf_counter()
+            outcome = run_study(
+                study,
+                out,
+                jobs=jobs,
+                resume=resume,
+                executor=executor,
+                threads=threads,
+                device=options.device,
+                log=log,
+                show_progress=show_progress,
+            )
+            try:
+                results = write_results(experiment, outcome, time.perf_counter() - started)
+            except OSError as err:
+                where = err.filename or out
+                raise NotWritable(
+                    f"{where}: cannot be written ({os_reason(err)}); every finished run is kept"
+                ) from None
+        except BaseException:
+            owner.abandon()  # a directory this command made and wrote nothing into is removed
+            raise
     report = Path(out) / experiment.report_name
     log(f"{study.name}: {len(outcome.results)} of {len(study.runs)} runs finished; wrote {report}")
     if outcome.failures:

@@ -125,6 +125,11 @@ def build(options: StudyOptions) -> Study:
         raise ValueError(f"--betas {','.join(map(str, betas))}: expected finite numbers >= 0")
     metrics = check_metrics(extra.get("metrics") or DEFAULT_METRICS)
     if options.quick:
+        if extra.get("metric_settings"):
+            raise ValueError(
+                f"--metric-settings {extra['metric_settings']} with --quick: the quick study has settings of its own; "
+                "give one"
+            )
         settings = FAST.replace(**QUICK_SETTINGS).to_dict()
     else:
         settings = {"full": FULL, "fast": FAST}[extra.get("metric_settings") or "full"].to_dict()

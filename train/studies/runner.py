@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import platform
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,12 +34,15 @@ from pathlib import Path
 import torch
 
 from infodropout.train.config import TrainConfig
+from infodropout.train.errors import NotWritable, one_line, os_reason
 from infodropout.train.files import write_json
+from infodropout.train.ownership import LOCK_NAME, claim
 from infodropout.train.report.tables import flatten
 from infodropout.train.threads import plan_threads, torch_threads
 
 FORMAT = "infodropout-study"
 RESULT = "result.json"
+FAILURE = "failure.txt"  # the traceback of a run's last failed try (removed when it finishes)
 
 
 def resolve_measure(name: str) -> Callable:
@@ -156,26 +160,31 @@ class StudyResult:
 # -- the output directory ------------------------------------------------------------------------------
 
 
-def prepare_out(study: Study, out: Path, resume: bool) -> Path:
-    """Claim ``out`` for ``study``: new (absent or empty), or, with ``resume``, holding this very study.
+def prepare_out(study: Study, out: Path, resume: bool, write: bool = True) -> Path:
+    """Claim ``out`` for ``study``: new (absent or empty), or, with ``resume``, holding this very study
+    (``write=False``: only check that, writing nothing).
 
     Anything else is a one-line ``ValueError`` (or ``FileExistsError``) before any training starts:
-    nothing in ``out`` is overwritten.
+    nothing in ``out`` is overwritten. The caller owns ``out`` (:func:`run_study` claims it).
     """
     out = Path(out)
     manifest_path = out / "study.json"
     manifest = json.loads(json.dumps(study.manifest()))  # JSON-normalised, as it will be read back
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file, not a study directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not manifest_path.is_file():
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        if not manifest_path.exists():
             raise FileExistsError(f"--out {out}: exists, is not empty and holds no study; choose another --out")
         try:
             held = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{manifest_path}: not a readable study manifest ({err})") from None
+        except OSError as err:
+            raise ValueError(f"{manifest_path}: cannot be read ({os_reason(err)})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{manifest_path}: not a readable study manifest ({one_line(err, 160)})") from None
         if not isinstance(held, dict) or held.get("format") != FORMAT:
             raise ValueError(f"{manifest_path}: not an infodropout study manifest")
+        if not isinstance(held.get("settings", {}), dict) or not isinstance(held.get("runs", []), list):
+            raise ValueError(f"{manifest_path}: a damaged study manifest (settings: a table, runs: a list expected)")
         if held.get("study") != study.name:
             raise ValueError(
                 f"--out {out}: holds the study {held.get('study')!r}, not {study.name!r}; choose another --out"
@@ -186,8 +195,13 @@ def prepare_out(study: Study, out: Path, resume: bool) -> Path:
         if not resume:
             raise FileExistsError(f"--out {out}: holds this study already; add --resume to continue it")
         return out
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    write_json(manifest_path, manifest)
+    if not write:
+        return out
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        write_json(manifest_path, manifest)
+    except OSError as err:
+        raise NotWritable(f"--out {out}: cannot be written ({os_reason(err)})") from None
     return out
 
 
@@ -201,7 +215,7 @@ def _current(manifest: dict, wanted: dict) -> dict:
     for run in manifest.get("runs", []):
         try:
             runs.append(json.loads(json.dumps(RunSpec.from_dict(run).to_dict())))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             runs.append(run)  # unreadable now: compared as written (and so found different)
     return {**manifest, "settings": {**added, **held_settings}, "runs": runs}
 
@@ -228,12 +242,46 @@ def run_dir_of(out: Path, spec: RunSpec) -> Path:
 
 
 def read_result(run_dir: Path) -> dict | None:
-    """The result of a finished run, or None (unfinished: no ``result.json``, or an unreadable one)."""
+    """The result of a finished run, or None (unfinished: no ``result.json``, or one that
+    :func:`result_problem` finds damaged, whose run is then measured again)."""
     path = Path(run_dir) / RESULT
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, unreadable, not JSON, not UTF-8
         return None
+    return None if result_problem(result) else result
+
+
+#: What a run's result.json holds: key -> the type of its value.
+RESULT_KEYS = {"name": str, "labels": dict, "seed": int, "final": dict, "measures": dict, "values": dict}
+
+
+def result_problem(result) -> str | None:
+    """What is wrong with the content of a ``result.json`` (None: nothing)."""
+    if not isinstance(result, dict):
+        return f"a {type(result).__name__}, not a table"
+    for key, kind in RESULT_KEYS.items():
+        if key not in result:
+            return f"no {key!r}"
+        if not isinstance(result[key], kind) or isinstance(result[key], bool):
+            return f"{key!r} is a {type(result[key]).__name__}, not a {kind.__name__}"
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in result["values"].values()):
+        return "'values' holds something other than numbers"
+    return None
+
+
+def _damaged_result(run_dir: Path) -> str | None:
+    """One line naming a ``result.json`` that exists but cannot be used, or None."""
+    path = Path(run_dir) / RESULT
+    if not path.exists():
+        return None
+    try:
+        problem = result_problem(json.loads(path.read_text()))
+    except OSError as err:
+        problem = f"cannot be read ({os_reason(err)})"
+    except ValueError as err:
+        problem = f"not JSON ({one_line(err, 120)})"
+    return None if problem is None else f"{path}: damaged ({problem})"
 
 
 # -- one run, in whichever process executes it ---------------------------------------------------------
@@ -263,26 +311,34 @@ def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
     if (run_dir / "checkpoint.pt").is_file():
         trainer = Trainer.from_run_dir(run_dir, log=log, show_progress=False)
         if trainer.config.to_dict() != spec.config.to_dict():
+            trainer.release()
             raise ValueError(f"{run_dir}: holds a run of another configuration than the study's")
         log(f"resuming at epoch {trainer.epoch + 1} of {trainer.config.epochs}")
     else:
         trainer = Trainer.start(spec.config, run_dir, log=log, show_progress=False)
-    final = trainer.fit() if trainer.epoch < trainer.config.epochs else trainer.finish()
-    measured = {}
-    if spec.measure:
-        measured = resolve_measure(spec.measure)(trainer, run_dir, dict(spec.options)) or {}
-    result = {
-        "name": spec.name,
-        "labels": dict(spec.labels),
-        "seed": spec.seed,
-        "final": final,
-        "measures": measured,
-        "values": run_values(final, measured),
-        "seconds": time.perf_counter() - start,
-        "device": str(trainer.device),
-        "threads": torch.get_num_threads(),
-    }
-    write_json(run_dir / RESULT, result)
+    try:  # the run directory is this process's until the result is written
+        final = trainer.fit() if trainer.epoch < trainer.config.epochs else trainer.finish()
+        measured = {}
+        if spec.measure:
+            measured = resolve_measure(spec.measure)(trainer, run_dir, dict(spec.options)) or {}
+        result = {
+            "name": spec.name,
+            "labels": dict(spec.labels),
+            "seed": spec.seed,
+            "final": final,
+            "measures": measured,
+            "values": run_values(final, measured),
+            "seconds": time.perf_counter() - start,
+            "device": str(trainer.device),
+            "threads": torch.get_num_threads(),
+        }
+        try:
+            write_json(run_dir / RESULT, result)
+            (run_dir / FAILURE).unlink(missing_ok=True)  # an earlier try's report, stale now
+        except OSError as err:
+            raise NotWritable(f"{run_dir / RESULT}: cannot be written ({os_reason(err)})") from None
+    finally:
+        trainer.release()
     return result
 
 
@@ -305,8 +361,11 @@ class _RunLog:
     def __call__(self, line: str) -> None:
         self.pending.append(line.rstrip("\n"))
         if self.run_dir.is_dir():
-            with open(self.run_dir / "train.log", "a") as f:
-                f.write("\n".join(self.pending) + "\n")
+            try:
+                with open(self.run_dir / "train.log", "a") as f:
+                    f.write("\n".join(self.pending) + "\n")
+            except OSError:
+                return  # kept for the next line; the run's own files say what could not be written
             self.pending.clear()
 
 
@@ -356,14 +415,65 @@ def dask_executor(address: str, timeout: float = 10.0):
         raise ValueError(
             f"--scheduler {address}: needs Dask's distributed (pip install 'information-dropout[cluster]')"
         ) from None
+    check_scheduler(address, timeout)  # bounded: Client's own handshake can wait forever on a stranger
     try:
         client = Client(address, timeout=timeout, set_as_default=False)  # leave dask's global scheduler alone
     except (OSError, TimeoutError, ValueError) as err:
-        raise ValueError(f"--scheduler {address}: cannot reach the Dask scheduler ({_one_line(err)})") from None
+        raise ValueError(f"--scheduler {address}: cannot reach a Dask scheduler ({_one_line(err)})") from None
     try:
         yield client.get_executor(pure=False)
     finally:
         client.close()
+
+
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """A one-line ``ValueError`` unless a Dask scheduler answers at ``address`` within ``timeout`` seconds.
+
+    Connects with Dask's own comm (its handshake) and asks the scheduler for its identity, all under one
+    deadline, in a thread of its own with its own event loop: an address that does not parse, nothing
+    listening, a server that accepts and says nothing, or one that answers in another protocol (HTTP: its
+    first bytes read as a frame length of exabytes) all end within ``timeout`` as the same one line. No
+    ``Client`` is made for an address that fails, so nothing is left to close at exit.
+    """
+    import asyncio
+
+    async def probe():
+        from distributed.comm import connect
+
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            reply = await comm.read()
+        finally:
+            comm.abort()
+        if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+            raise ValueError(f"it answered as {_describe(reply)}, not as a scheduler")
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(probe(), timeout))
+            outcome.append(None)
+        except BaseException as err:  # noqa: BLE001  (reported below as one line)
+            outcome.append(err)
+
+    thread = threading.Thread(target=run, name="infodropout-scheduler-check", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # asyncio's own deadline ends it; a blocked resolver is bounded here
+    error = outcome[0] if outcome else TimeoutError(f"no answer in {timeout:g} s")
+    if error is None:
+        return
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        error = TimeoutError(f"no answer in {timeout:g} s")
+    elif isinstance(error, (MemoryError, OverflowError)):  # a frame length read from another protocol's bytes
+        error = ValueError("it answered, but not in Dask's protocol")
+    raise ValueError(f"--scheduler {address}: cannot reach a Dask scheduler there ({_one_line(error)})") from None
+
+
+def _describe(reply) -> str:
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    return repr(kind) if kind else f"a {type(reply).__name__}"
 
 
 class _InProcess(cf.Executor):
@@ -389,8 +499,8 @@ def _worker_lost(err: BaseException) -> bool:
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
+    text = one_line(err, 300)
+    return f"{type(err).__name__}: {text}"[:300] if str(err).strip() else type(err).__name__
 
 
 # -- the study ------------------------------------------------------------------------------------------
@@ -419,8 +529,18 @@ def run_study(
         with an ``executor``, the workers' own).
     :param log: where the line of each finished run goes (``[k/n] name  metric  seconds``).
     """
-    if not (isinstance(jobs, int) and jobs >= 1):
-        raise ValueError(f"jobs={jobs!r}: expected an integer >= 1")
+    if not (isinstance(jobs, int) and 1 <= jobs <= MAX_JOBS):
+        raise ValueError(f"jobs={jobs!r}: expected an integer in [1, {MAX_JOBS}] (local worker processes)")
+    prepare_out(study, out, resume, write=False)  # refuse what is not this study before claiming (touching) it
+    with claim(out, "study directory"):  # held while any run of it may be trained, here or by a worker
+        return _run_owned(study, Path(out), jobs, resume, executor, threads, device, log, show_progress)
+
+
+#: The most local worker processes a study starts (each imports torch: hundreds of MB apiece).
+MAX_JOBS = 1024
+
+
+def _run_owned(study, out, jobs, resume, executor, threads, device, log, show_progress) -> StudyResult:
     out = prepare_out(study, out, resume)
     start = time.perf_counter()
     specs = {s.name: s for s in study.runs}
@@ -429,6 +549,10 @@ def run_study(
         done = read_result(run_dir_of(out, spec))
         if done is not None:
             results[name] = done
+        else:
+            damaged = _damaged_result(run_dir_of(out, spec))
+            if damaged:
+                log(f"{damaged}: the run is measured again (from its checkpoint where it has one)")
     todo = [s for s in study.runs if s.name not in results]
     if results:
         log(f"{study.name}: {len(results)} of {len(specs)} runs already finished, {len(todo)} to go")
@@ -505,9 +629,10 @@ def _dispatch(study, out, todo, jobs, executor, threads, device, results, failur
 
 def _write_failure(out: Path, spec: RunSpec, err: BaseException) -> None:
     run_dir = run_dir_of(out, spec)
-    run_dir.mkdir(parents=True, exist_ok=True)
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    (run_dir / "failure.txt").write_text(text)
+    with contextlib.suppress(OSError):  # the failure is reported in any case; this is its traceback
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / FAILURE).write_text(text)
 
 
 def _finished_line(study: Study, result: dict, k: int, total: int) -> str:

@@ -101,3 +101,35 @@ def test_paper_sizes(data_dir):
     ds = get_dataset("cluttered-mnist", data_dir)
     assert ds.x_train.shape == (50_000, 1, 96, 96) and ds.x_test.shape == (10_000, 1, 96, 96)
     assert len(ds.extras["source"].train.unique()) == 50_000
+
+
+def test_composing_only_the_kept_examples_gives_the_same_images(digits):
+    x, y = digits
+    whole = make_cluttered(x, y, 300, seed=5)
+    keep = torch.randperm(300, generator=torch.Generator().manual_seed(9))[:40]  # (40,) in a random order
+    part = make_cluttered(x, y, 300, seed=5, index=keep)
+    for field in ("images", "labels", "boxes", "source"):
+        assert torch.equal(getattr(part, field), getattr(whole, field)[keep]), field
+    with pytest.raises(ValueError, match=r"index: expected positions in 0\.\.299"):
+        make_cluttered(x, y, 300, seed=5, index=torch.tensor([300]))
+
+
+def test_a_run_on_part_of_cluttered_mnist_generates_only_that_part_with_the_images_it_used_to(data_dir, monkeypatch):
+    """``load_run_data`` with ``num_train``/``num_test`` composes only the examples kept: the very images of
+    generating the whole set and taking the run's subset of it (what it did before)."""
+    from infodropout.train import data as datalib
+    from infodropout.train.config import resolve
+    from infodropout.train.run import _subset, load_run_data
+
+    monkeypatch.setattr(datalib, "CLUTTERED_SIZES", (600, 200))  # a small whole set to compare with
+    config = resolve(
+        "cluttered-allcnn", overrides=dict(num_train=150, num_test=50, seed=3, device="cpu", data_dir=str(data_dir))
+    )
+    data = load_run_data(config, torch.device("cpu"))
+    whole = get_dataset("cluttered-mnist", data_dir, "cpu", 3, n_train=600, n_test=200)
+    x_train, y_train = _subset(whole.x_train, whole.y_train, 150, 3)
+    x_test, y_test = _subset(whole.x_test, whole.y_test, 50, 4)
+    assert torch.equal(data.train.x.cpu(), x_train) and torch.equal(data.train.y.cpu(), y_train)
+    assert torch.equal(data.test.x.cpu(), x_test) and torch.equal(data.test.y.cpu(), y_test)
+    with pytest.raises(ValueError, match=r"^num_train=601: cluttered-mnist has 600 training examples"):
+        load_run_data(resolve("cluttered-allcnn", overrides=dict(num_train=601, device="cpu")), torch.device("cpu"))

@@ -94,7 +94,7 @@ def test_a_worker_killed_mid_study_loses_no_finished_run(tmp_path, cluster):
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error_before_any_run(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match=r"^--scheduler tcp://127.0.0.1:9: cannot reach the Dask scheduler") as err:
+    with pytest.raises(ValueError, match=r"^--scheduler tcp://127.0.0.1:9: cannot reach a Dask scheduler there") as err:
         with dask_executor("tcp://127.0.0.1:9", timeout=1):
             pass
     assert "\n" not in str(err.value)
