@@ -376,7 +376,7 @@ def test_a_full_disk_while_saving_is_one_line_and_the_checkpoint_is_intact(tmp_p
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         saved.append(fd)
 
-    monkeypatch.setattr("infodropout.train.checkpoint.os.fsync", fsync)
+    monkeypatch.setattr("infodropout.train.files.os.fsync", fsync)
     with pytest.raises(NotWritable) as err:
         trainer.fit()
     assert str(err.value).startswith(
