@@ -10,6 +10,7 @@ convolutions and linear layers reach (forward and backward FLOPs counted by
 practical peak, measured here too.
 """
 
+import argparse
 import copy
 import json
 import math
@@ -618,8 +619,6 @@ def _line(name: str, r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", type=Path, default=None)

@@ -30,15 +30,21 @@ from infodropout.models.likelihoods import LIKELIHOODS
 from infodropout.models.priors import KL_CONVENTIONS, PRIORS
 
 from . import distributed
+from .bench import run_bench
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
 from .data import DataCorruptError, DataNotFoundError, add_data_dir_argument
+from .demo import DEMO_STEPS, run_demo
 from .engine import GraphCaptureError, NonFiniteLoss
 from .errors import NotWritable, one_line, os_reason
+from .files import write_json
 from .ownership import claim
+from .run import Interrupted, Trainer
 from .schedules import SCHEDULES
+from .studies.cli import COMMANDS as STUDY_COMMANDS
+from .studies.cli import StudyIncomplete, csv_list, finished, positive_int
 from .studies.cli import add_parsers as add_study_parsers
-from .studies.cli import csv_list, positive_int
+from .studies.runner import StudyInterrupted
 from .threads import local_jobs, plan_threads, torch_threads
 
 
@@ -222,8 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from .run import Trainer
-
     file_options = read_config_file(args.config) if args.config else {}
     overrides = {k: getattr(args, k) for k in _OVERRIDES}
     if overrides["data_dir"] is not None:
@@ -264,8 +268,6 @@ def _resume(args) -> int:
 
 
 def _resume_run(args) -> int:
-    from .run import Trainer
-
     trainer = Trainer.from_run_dir(args.run_dir, dist_timeout=args.dist_timeout)
     say = _printer(trainer)
     epochs = trainer.config.epochs
@@ -285,9 +287,6 @@ def _resume_run(args) -> int:
 
 
 def _eval(args) -> int:
-    from .files import write_json
-    from .run import Trainer
-
     path = Path(args.run_dir) / "eval.json"
     with _own(args.run_dir):  # before eval.json is looked at: no other command writes it meanwhile
         if path.exists() and not args.overwrite:  # before the (long) evaluation
@@ -312,8 +311,6 @@ def _own(run_dir: Path):
 
 
 def _bench(args) -> int:
-    from .bench import run_bench
-
     run_bench(
         args.device,
         args.out,
@@ -327,9 +324,6 @@ def _bench(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import DEMO_STEPS, run_demo
-    from .studies.cli import finished
-
     steps = args.steps or (4 if args.quick else DEMO_STEPS)
     plan = plan_threads(1, args.threads)  # one run at a time
     if plan.note:
@@ -347,8 +341,6 @@ def _demo(args) -> int:
 
 
 def _study(args) -> int:
-    from .studies.cli import COMMANDS as STUDY_COMMANDS
-
     return STUDY_COMMANDS[args.command](args)
 
 
@@ -378,10 +370,6 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from .run import Interrupted
-    from .studies.cli import StudyIncomplete
-    from .studies.runner import StudyInterrupted
-
     launch = _launch()
     command = args.command
 
@@ -443,6 +431,4 @@ def _launch() -> distributed.World:
 
 
 if __name__ == "__main__":
-    from .command import main as _command
-
-    sys.exit(_command())
+    sys.exit(main())

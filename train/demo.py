@@ -14,6 +14,7 @@ from pathlib import Path
 from . import data as datalib
 from .config import resolve
 from .run import Trainer, create_run_dir
+from .studies import COMPARE_PRIORS, StudyOptions, run_experiment
 from .threads import plan_threads, torch_threads
 
 #: The demo's priors study: few steps and the ``fast`` metric settings (the full study is ``compare-priors``).
@@ -81,8 +82,6 @@ def classifier_table(results: dict) -> str:
 def run_priors(steps: int, device: str, out: Path, quick: bool = False, threads: int | None = None) -> dict:
     """The small priors study (see the module docstring) into ``out``; ``quick``: the study's smoke-test sizes;
     ``threads``: torch threads of each run (default: the runner's policy)."""
-    from .studies import COMPARE_PRIORS, StudyOptions, run_experiment
-
     extra = {"priors": list(DEMO_PRIORS), "betas": [DEMO_BETA], "steps": steps}
     if not quick:
         extra["metric_settings"] = "fast"

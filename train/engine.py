@@ -21,6 +21,7 @@ import pyro
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
+from tqdm.auto import tqdm
 
 from infodropout.guides.layers import sampling
 from infodropout.models import InformationBottleneck
@@ -403,6 +404,4 @@ def progress(iterable, total: int, desc: str, enabled: bool = True):
     """A tqdm progress bar on a terminal; the bare iterable otherwise."""
     if not (enabled and sys.stderr.isatty()):
         return iterable
-    from tqdm.auto import tqdm
-
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

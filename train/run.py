@@ -26,6 +26,7 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from itertools import islice
@@ -304,6 +305,8 @@ class Trainer:
         self.step_in_epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
+        self.curve: list[dict] = []  # the learning curve's points (see measure_every)
+        self._curve: tuple[int, Callable] | None = None
         self._scalars: EpochScalars | None = None
         self.saved_at: tuple[int, int] | None = None  # (epoch, step in epoch) of the last checkpoint
 
@@ -327,6 +330,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "history": self.history,
+            "curve": self.curve,
             "rng": {"torch": torch.get_rng_state(), "cuda": self._cuda_rng_states()},
             "world_size": self.world.world_size,
         }
@@ -349,6 +353,7 @@ class Trainer:
             self.step.load_state_dict(state["step"])
             self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
             self.global_step, self.history = int(state["global_step"]), list(state["history"])
+            self.curve = list(state.get("curve", []))  # a checkpoint from before learning curves has none
             torch.set_rng_state(state["rng"]["torch"])
             if state["rng"]["cuda"] and torch.cuda.is_available():
                 if self.world.distributed and self.device.type == "cuda":
@@ -379,11 +384,14 @@ class Trainer:
         except OSError as err:
             raise NotWritable(self._write_failed(path, err)) from None
         self.saved_at = (self.epoch, self.step_in_epoch)
-        path = self.run_dir / "metrics.jsonl"  # rewritten whole from the history at every save
-        try:
-            write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in self.history))
-        except OSError as err:
-            raise NotWritable(self._write_failed(path, err)) from None
+        for name, records in (("metrics.jsonl", self.history), ("curve.jsonl", self.curve)):
+            if name == "curve.jsonl" and not records:
+                continue
+            path = self.run_dir / name  # rewritten whole from the history (the curve) at every save
+            try:
+                write_text(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in records))
+            except OSError as err:
+                raise NotWritable(self._write_failed(path, err)) from None
 
     def _write_failed(self, path: Path, err: OSError) -> str:
         """One line: what could not be written, what is kept, how to go on."""
@@ -573,6 +581,8 @@ class Trainer:
                     self.global_step += 1
                     self.step_in_epoch += 1
                     steps_this_call += 1
+                    if self._curve is not None and self.global_step % self._curve[0] == 0:
+                        self._curve_point()
                     if self.global_step % c.log_every == 0:
                         check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())
                     if self._stop_now(stop, stop_after_steps is not None and steps_this_call >= stop_after_steps):
@@ -612,6 +622,30 @@ class Trainer:
         if self._scalars is not None:
             self._scalars.close()
         return self.finish()
+
+    def measure_every(self, every: int, measure: Callable[["Trainer"], dict]) -> None:
+        """Take ``measure(trainer) -> {name: number}`` every ``every`` optimiser steps: the points of the
+        run's learning curve (``step``, ``epoch`` as a fraction, and the numbers). They are kept in the
+        checkpoint (a resumed run keeps its curve), written to ``curve.jsonl`` at every save and to
+        TensorBoard as ``curve/<name>`` at their step. The measurement runs with the training's random
+        state set aside, so that training is the same with or without it (one process only)."""
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every={every!r}: expected a number of steps >= 1")
+        if self.world.distributed:
+            raise ValueError("learning curves are measured in one process (not under torchrun)")
+        self._curve = (every, measure)
+
+    def _curve_point(self) -> None:
+        devices = [self.device] if self.device.type == "cuda" else []
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=devices):
+            values = self._curve[1](self)
+        point = {"step": self.global_step, "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch}
+        point.update(values, seconds=time.perf_counter() - start)
+        self.curve.append(point)
+        if self.run_dir is not None:
+            self._scalars = self._scalars or EpochScalars(self.run_dir)
+            self._scalars.write({k: v for k, v in point.items() if k != "seconds"}, self.global_step, "curve/")
 
     def _stop_now(self, stop: "_StopFlag", asked: bool) -> bool:
         """Whether to stop after this step: ``asked`` (by the caller, the same on every rank), or Ctrl-C;

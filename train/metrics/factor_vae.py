@@ -141,4 +141,3 @@ def score_votes(votes: dict) -> dict:
     else:
         scores = {"classifier": np.zeros(len(active), dtype=np.int64), "train_accuracy": 0.0, "eval_accuracy": 0.0}
     return {**scores, "num_active_dims": int(active.sum()), **votes, "active_dims": active, "mode": "fresh"}
-

@@ -41,4 +41,3 @@ def summarise_kl(kl, kl_joint, *, exact: bool, analytic: bool, site: str) -> dic
     out = kl_per_dimension(kl)
     out.update(exact=bool(exact), analytic=bool(analytic), kl_total=float(np.mean(kl_joint)), site=site)
     return out
-

@@ -309,4 +309,3 @@ register_metric("psis", psis_log_likelihood, needs="log_weights", score="mean",
 
 #: The metrics a measurement computes when none are named.
 DEFAULT_METRICS = ("mig", "factor-vae", "dci", "sap", "active-units", "total-correlation", "kl-per-dim")
-

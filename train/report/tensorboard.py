@@ -34,14 +34,15 @@ class EpochScalars:
         self._writer = None
         self.enabled = available()
 
-    def write(self, record: Mapping) -> None:
+    def write(self, record: Mapping, step: int | None = None, prefix: str = "") -> None:
+        """The record's numbers at ``step`` (default: its epoch), their tags prefixed with ``prefix``."""
         if not self.enabled:
             return
         if self._writer is None:
             self._writer = SummaryWriter(log_dir=str(self.run_dir))
-        epoch = int(record["epoch"])
+        step = int(record["epoch"]) if step is None else int(step)
         for tag, value in flatten({k: v for k, v in record.items() if k not in SKIPPED}).items():
-            self._writer.add_scalar(tag.replace(".", "/"), value, global_step=epoch)
+            self._writer.add_scalar(prefix + tag.replace(".", "/"), value, global_step=step)
         self._writer.flush()
 
     def close(self) -> None:

@@ -28,6 +28,8 @@ EXPERIMENTS: dict[str, Experiment] = {
 COMPARE_PRIORS: Experiment = priors.EXPERIMENT
 #: The measurements the experiments' runs take after training, by the name a run gives.
 MEASURES = {name: fn for e in (*EXPERIMENTS.values(), COMPARE_PRIORS) for name, fn in e.measures.items()}
+#: The learning-curve measurements of the experiments' runs, by the name of the run's measurement.
+CURVES = {name: fn for e in (*EXPERIMENTS.values(), COMPARE_PRIORS) for name, fn in e.curves.items()}
 
 __all__ = [
     "COMPARE_PRIORS",

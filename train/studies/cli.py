@@ -1,11 +1,22 @@
 """The study commands of the command line: ``reproduce`` (the paper's experiments) and ``compare-priors``."""
 
 import argparse
+import contextlib
+import json
 import sys
 from pathlib import Path
 
+import torch
+
+from infodropout.train.config import import_plugins
 from infodropout.train.data import add_data_dir_argument
+from infodropout.train.evaluation import KINDS
+from infodropout.train.metrics import METRICS, SETTINGS
 from infodropout.train.threads import plan_threads
+
+from . import COMPARE_PRIORS, EXPERIMENTS
+from .experiment import StudyOptions, run_experiment, select
+from .runner import MAX_JOBS, dask_executor, scheduler_address
 
 
 def positive_int(text: str) -> int:
@@ -62,8 +73,6 @@ def csv_list(convert):
 def set_option(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` -> ``("KEY", value)``, the value read as JSON where it is JSON (``3``, ``0.5``,
     ``[1, 2]``, ``true``), else kept as a string (``cpu``)."""
-    import json
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -75,8 +84,6 @@ def set_option(text: str) -> tuple[str, object]:
 
 def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
     """The options every study command takes."""
-    from .runner import MAX_JOBS
-
     p.add_argument("--out", required=True, type=Path, help="the study directory (never overwritten)")
     p.add_argument("--seeds", type=bounded_int(MAX_SEEDS), help="seeds per cell (default: the experiment's)")
     if epochs:
@@ -104,8 +111,6 @@ def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
 
 
 def add_parsers(sub) -> None:
-    from . import EXPERIMENTS
-
     p = sub.add_parser("reproduce", help="run one of the paper's experiments as a study")
     p.add_argument("experiment", choices=list(EXPERIMENTS), help="the experiment")
     p.add_argument(
@@ -113,9 +118,6 @@ def add_parsers(sub) -> None:
         help="an option of the experiment (e.g. size=cpu for cluttered/occluded, iw_images=1000 for vae)",
     )  # fmt: skip
     add_study_options(p)
-
-    from infodropout.train.metrics import METRICS, SETTINGS
-    from infodropout.train.evaluation import KINDS
 
     p = sub.add_parser("compare-priors", help="compare priors for disentanglement on dSprites (a study)")
     p.add_argument("--dataset", choices=("dsprites",), default="dsprites", help="data with known factors")
@@ -134,8 +136,6 @@ def add_parsers(sub) -> None:
 
 
 def study_options(args, **extra):
-    from .experiment import StudyOptions
-
     grid: dict[str, list[str]] = {}
     for axis, values in args.grid:
         grid.setdefault(axis, []).extend(values)
@@ -155,13 +155,6 @@ def execute(experiment, args, options) -> dict:
 
     ``--device cuda`` without a CUDA device here is refused before anything runs (with a scheduler the
     cluster's workers have the devices, and each run says so where it has none)."""
-    import contextlib
-
-    import torch
-
-    from .experiment import run_experiment, select
-    from .runner import dask_executor, scheduler_address
-
     address = scheduler_address(args.scheduler)
     if address and args.jobs != 1:
         raise ValueError(f"--jobs {args.jobs} with --scheduler {address}: the cluster's workers set the parallelism")
@@ -198,17 +191,10 @@ def finished(results: dict) -> int:
 
 
 def reproduce(args) -> int:
-    from . import EXPERIMENTS
-
     return finished(execute(EXPERIMENTS[args.experiment], args, study_options(args, **dict(args.settings))))
 
 
 def compare_priors(args) -> int:
-    from infodropout.models.priors import PRIORS  # noqa: F401  (the registry, before plugins add to it)
-    from infodropout.train.config import import_plugins
-
-    from . import COMPARE_PRIORS
-
     extra = {
         "priors": args.priors,
         "betas": args.betas,

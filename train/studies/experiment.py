@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infodropout.train import data as datalib
 from infodropout.train.config import TrainConfig, resolve
 from infodropout.train.errors import NotWritable, os_reason
 from infodropout.train.files import write_json, write_text
@@ -92,6 +93,8 @@ class Experiment:
     :param report_name: the Markdown report's file name in the study directory.
     :param measures: the measurements its runs take after training, by the name a
         :class:`~.runner.RunSpec` gives: ``fn(trainer, run_dir, options) -> dict``.
+    :param curves: the points of the learning curves its runs take every ``options["curve_every"]`` steps,
+        by the name of the run's measurement: ``fn(trainer, options) -> {name: number}``.
     """
 
     name: str
@@ -101,6 +104,7 @@ class Experiment:
     report: Callable[[dict, Path], list[str]] | None = None
     report_name: str = "results.md"
     measures: Mapping[str, Callable] = field(default_factory=dict)
+    curves: Mapping[str, Callable] = field(default_factory=dict)
 
 
 def select(study: Study, grid: Mapping[str, Sequence[str]]) -> Study:
@@ -138,8 +142,6 @@ DATA_SOURCES = {
 def check_data(study: Study) -> None:
     """Load every source data set the study's runs need (on the CPU) before any training starts, so that a
     missing or damaged file is a one-line error now rather than a failed run later."""
-    from infodropout.train import data as datalib
-
     needed = {(src, r.config.data_dir) for r in study.runs for src in DATA_SOURCES.get(r.config.dataset, ())}
     for source, data_dir in sorted(needed, key=str):
         datalib.get_dataset(source, data_dir, "cpu")

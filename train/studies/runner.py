@@ -16,6 +16,7 @@ the worker) is retried once, picking up its checkpoint. A rerun with ``resume=Tr
 runs and resumes interrupted ones from their checkpoints; nothing finished is ever trained again.
 """
 
+import asyncio
 import concurrent.futures as cf
 import contextlib
 import importlib
@@ -32,12 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from infodropout.train.config import TrainConfig
 from infodropout.train.errors import NotWritable, one_line, os_reason
 from infodropout.train.files import write_json
 from infodropout.train.ownership import LOCK_NAME, claim
 from infodropout.train.report.tables import flatten
+from infodropout.train.run import Trainer
 from infodropout.train.threads import plan_threads, torch_threads
 
 FORMAT = "infodropout-study"
@@ -59,6 +62,15 @@ def resolve_measure(name: str) -> Callable:
     if name not in measures:
         raise ValueError(f"measure={name!r}: expected one of {', '.join(sorted(measures))} or 'module:function'")
     return measures[name]
+
+
+def resolve_curve(name: str) -> Callable:
+    """The learning-curve measurement of the measurement ``name`` (:data:`infodropout.train.studies.CURVES`):
+    ``fn(trainer, options) -> {name: number}``."""
+    curves = importlib.import_module("infodropout.train.studies").CURVES  # deferred: as resolve_measure's
+    if name not in curves:
+        raise ValueError(f"measure={name!r}: has no learning curve; the measurements with one: {', '.join(curves)}")
+    return curves[name]
 
 
 @dataclass(frozen=True)
@@ -304,8 +316,6 @@ def execute_run(payload: Mapping) -> dict:
 
 
 def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
-    from infodropout.train.run import Trainer
-
     start = time.perf_counter()
     log = _RunLog(run_dir)
     if (run_dir / "checkpoint.pt").is_file():
@@ -317,6 +327,10 @@ def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
     else:
         trainer = Trainer.start(spec.config, run_dir, log=log, show_progress=False)
     try:  # the run directory is this process's until the result is written
+        every = spec.options.get("curve_every") if spec.measure else None
+        if every:  # the learning curve: the measurement's cheap twin every `every` steps
+            curve = resolve_curve(spec.measure)
+            trainer.measure_every(int(every), lambda t: curve(t, dict(spec.options)))
         final = trainer.fit() if trainer.epoch < trainer.config.epochs else trainer.finish()
         measured = {}
         if spec.measure:
@@ -410,7 +424,7 @@ def dask_executor(address: str, timeout: float = 10.0):
     reporting ``KilledWorker``; the runner then retries the run once more, from its checkpoint.
     """
     try:
-        from distributed import Client
+        from distributed import Client  # deferred: the optional cluster extra, imported only where it is used
     except ImportError:
         raise ValueError(
             f"--scheduler {address}: needs Dask's distributed (pip install 'information-dropout[cluster]')"
@@ -435,10 +449,9 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
     first bytes read as a frame length of exabytes) all end within ``timeout`` as the same one line. No
     ``Client`` is made for an address that fails, so nothing is left to close at exit.
     """
-    import asyncio
 
     async def probe():
-        from distributed.comm import connect
+        from distributed.comm import connect  # deferred: the optional cluster extra (its absence is said above)
 
         comm = await connect(address, timeout=timeout)
         try:
@@ -656,8 +669,6 @@ def _progress(total: int, done: int, desc: str, enabled: bool):
     """A tqdm bar over the grid on a terminal (runs, not epochs); nothing otherwise."""
     if not (enabled and sys.stderr.isatty()):
         return _NoBar()
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, initial=done, desc=desc, unit="run", dynamic_ncols=True)
 
 
