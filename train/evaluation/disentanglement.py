@@ -36,6 +36,7 @@ def collect(
     num_data: int | None = None,
     likelihood: bool = False,
     traversals: bool = False,
+    also: tuple[str, ...] = (),
     say: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, xr.Dataset], dict[str, float]]:
     """Measure what ``metrics`` need (and, with ``likelihood`` and ``traversals``, what the reports draw):
@@ -44,7 +45,8 @@ def collect(
     One pool of ``settings.pool_size`` points (``num_points`` where no metric is over factors) is sampled
     uniformly with ``seed`` (``settings.seed`` by default), rendered and encoded (with the KL per dimension
     where a metric needs it): the ``encoding`` group, its ``num_data`` the data set's size (``len(data)`` by
-    default). With ``factor_vae="fresh"`` the FactorVAE votes are drawn on fresh observations per factor
+    default), its points also read as the other kinds of ``also`` (``reading_<kind>``). With
+    ``factor_vae="fresh"`` the FactorVAE votes are drawn on fresh observations per factor
     set of ``sets`` (the ``votes`` groups). Where a metric needs log weights, or with ``likelihood``:
     ``iw_num_images`` images drawn with ``seed + 1`` (``data.sample_indices``; the same images for every
     run of a study) and their log importance weights, ``iw_num_samples`` each drawn with ``seed``: the
@@ -66,7 +68,7 @@ def collect(
         start = time.perf_counter()
         enc, classes = sample_encoded(
             ib, data, pool_size, kind=kind, site=site, generator=data_generator(data, seed), batch_size=batch_size,
-            kl="kl" in needs or traversals,
+            kl="kl" in needs or traversals, also=also,
         )  # fmt: skip
         num_data = len(data) if num_data is None else int(num_data)
         groups["encoding"] = encoding_dataset(enc, classes, data.factor_names, num_data=num_data, seed=seed)
@@ -97,12 +99,15 @@ def collect(
 
 
 def metrics_of(
-    tree: xr.DataTree, metrics, settings: m.MetricSettings, sets: dict[str, list[int]]
+    tree: xr.DataTree, metrics, settings: m.MetricSettings, sets: dict[str, list[int]], reading: str | None = None
 ) -> tuple[dict[str, dict], dict[str, float]]:
-    """Every metric of ``metrics`` computed from a record (:func:`.record.inputs_from_record`), each result
-    (and each factor set's) stamped with the representation it measured; and the seconds each took."""
-    inputs = inputs_from_record(tree, sets)
-    kind = next((tree[g].attrs["representation"] for g in ("encoding", "likelihood") if g in tree.children), None)
+    """Every metric of ``metrics`` computed from a record (:func:`.record.inputs_from_record`: the points
+    read as ``reading``, one the record holds; None: its own), each result (and each factor set's) stamped
+    with the representation it measured; and the seconds each took."""
+    inputs = inputs_from_record(tree, sets, reading)
+    kind = reading or next(
+        (tree[g].attrs["representation"] for g in ("encoding", "likelihood") if g in tree.children), None
+    )
     results, seconds = {}, {}
     for name in m.check_metrics(metrics):
         metric = m.get_metric(name)

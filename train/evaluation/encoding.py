@@ -6,8 +6,8 @@ A log-normal latent ``z = f(x) * eps``, ``log eps ~ N(0, alpha(x)**2)``, has no 
 records the kind it measured.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -110,6 +110,7 @@ class Encoding:
     kl_joint: np.ndarray | None = None
     kl_exact: bool | None = None
     kl_analytic: bool | None = None
+    readings: dict = field(default_factory=dict)  # other kinds read at the same points: kind -> (N, D)
 
     @property
     def space(self) -> str:
@@ -143,15 +144,19 @@ def encode(
     batch_size: int = 500,
     generator: torch.Generator | None = None,
     kl: bool = False,
+    also: Sequence[str] = (),
 ) -> Encoding:
     """Encode ``x`` (see :func:`batches`) in batches: the :class:`Encoding` of its points (representation
-    as ``kind``, posterior parameters, one posterior sample drawn with ``generator``, and with ``kl`` the
-    KL per dimension), measured under :func:`evaluating`."""
+    as ``kind``, posterior parameters, one posterior sample drawn with ``generator``, with ``kl`` the KL
+    per dimension, and the other kinds of ``also`` that the latent has, read at the same points), measured
+    under :func:`evaluating`."""
     site, layer = latent_layer(ib, site)
     kind = resolve_kind(ib, kind, site)
     latent = latent_type(layer)
     read = KINDS[kind].of[latent]
+    others = [k for k in dict.fromkeys(also) if k != kind and k in KINDS and latent in KINDS[k].of]
     parts: dict[str, list] = {"rep": [], "loc": [], "scale": [], "sample": [], "kl": [], "joint": []}
+    parts.update({f"reading:{k}": [] for k in others})
     exact = analytic = None
     with evaluating(ib):
         for batch in batches(x, batch_size):
@@ -160,6 +165,8 @@ def encode(
             eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
             for key, value in (("rep", read(q)), ("loc", loc), ("scale", scale), ("sample", loc + scale * eps)):
                 parts[key].append(value.flatten(1).double().cpu().numpy())
+            for other in others:
+                parts[f"reading:{other}"].append(KINDS[other].of[latent](q).flatten(1).double().cpu().numpy())
             if kl:
                 per_dim, joint, exact, analytic = dimension_kl(ib, site, q, latent)
                 parts["kl"].append(per_dim.flatten(1).double().cpu().numpy())
@@ -167,19 +174,9 @@ def encode(
     if not parts["rep"]:
         raise ValueError("x: no points to encode")
     cat = {key: np.concatenate(value) if value else None for key, value in parts.items()}
-    return Encoding(
-        cat["rep"],
-        cat["loc"],
-        cat["scale"],
-        cat["sample"],
-        kind,
-        site,
-        latent,
-        cat["kl"],
-        cat["joint"],
-        exact,
-        analytic,
-    )
+    arrays = (cat["rep"], cat["loc"], cat["scale"], cat["sample"])
+    readings = {k: cat[f"reading:{k}"] for k in others}
+    return Encoding(*arrays, kind, site, latent, cat["kl"], cat["joint"], exact, analytic, readings)
 
 
 def kl_divergences(ib, x, *, site: str | None = None, batch_size: int = 500) -> dict:

@@ -50,6 +50,7 @@ def sample_encoded(
     generator: torch.Generator | None = None,
     batch_size: int = 256,
     kl: bool = False,
+    also: tuple[str, ...] = (),
 ) -> tuple[Encoding, np.ndarray]:
     """``num_points`` factor combinations drawn uniformly (``data.sample_factors``), rendered and encoded
     in batches: their :class:`~.encoding.Encoding` and factor classes ``(N, K)``."""
@@ -58,7 +59,7 @@ def sample_encoded(
     if generator is not None:  # the posterior samples' noise, on the network's device, seeded from the data's
         seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         noise = torch.Generator(device=model_device(ib)).manual_seed(seed)
-    enc = encode_classes(ib, data, classes, batch_size, kind=kind, site=site, generator=noise, kl=kl)
+    enc = encode_classes(ib, data, classes, batch_size, kind=kind, site=site, generator=noise, kl=kl, also=also)
     return enc, classes.cpu().numpy()
 
 

@@ -95,6 +95,8 @@ def encoding_dataset(
     variables = {name: (dims, getattr(enc, name)) for name in ("representation", "loc", "scale", "sample")}
     if enc.kl is not None:
         variables.update(kl=(dims, enc.kl), kl_joint=(("point",), enc.kl_joint))
+    for kind, values in enc.readings.items():  # the same points read as other kinds
+        variables[reading_variable(kind)] = (dims, values)
     coords = {}
     if factors is not None:
         variables["factors"] = (("point", "factor"), np.asarray(factors))
@@ -108,8 +110,14 @@ def encoding_dataset(
         "kl_analytic": enc.kl_analytic,
         "num_data": num_data,
         "seed": seed,
+        "readings": ",".join(enc.readings),
     }
     return xr.Dataset(variables, coords=coords, attrs={k: _attribute(v) for k, v in attrs.items()})
+
+
+def reading_variable(kind: str) -> str:
+    """The variable of the ``encoding`` group that holds the points read as ``kind`` (beside its own)."""
+    return "reading_" + kind.replace("-", "_")
 
 
 def votes_dataset(votes: Mapping) -> xr.Dataset:
@@ -150,15 +158,25 @@ def maps_dataset(images, boxes, labels, maps: Mapping[str, np.ndarray]) -> xr.Da
     return xr.Dataset(variables)
 
 
-def inputs_from_record(tree: xr.DataTree, factor_sets: Mapping[str, list[int]] | None = None) -> MetricInputs:
-    """What the metrics read of a record: the ``encoding`` group's arrays, the ``likelihood`` group's log
-    weights and the ``votes`` groups, as :class:`~infodropout.train.metrics.MetricInputs`."""
+def inputs_from_record(
+    tree: xr.DataTree, factor_sets: Mapping[str, list[int]] | None = None, reading: str | None = None
+) -> MetricInputs:
+    """What the metrics read of a record: the ``encoding`` group's arrays (the representation read as
+    ``reading``, one of the kinds it holds; None: its own), the ``likelihood`` group's log weights and the
+    ``votes`` groups, as :class:`~infodropout.train.metrics.MetricInputs`."""
     values: dict = {}
     enc = group(tree, "encoding")
     if enc is not None:
         for name in ("representation", "factors", "loc", "scale", "sample", "kl", "kl_joint"):
             if name in enc:
                 values[name] = enc[name].values
+        if reading is not None and reading != enc.attrs["representation"]:
+            if reading_variable(reading) not in enc:
+                held = enc.attrs.get("readings") or "no other reading"
+                raise ValueError(
+                    f"reading={reading!r}: the record's encoding holds {enc.attrs['representation']!r} and {held}"
+                )
+            values["representation"] = enc[reading_variable(reading)].values
         a = enc.attrs
         values.update(posterior_space=a.get("posterior_space") or None, site=a.get("site") or None)
         values.update(num_data=int(a["num_data"]) if a.get("num_data", "") != "" else None, seed=int(a.get("seed", 0)))

@@ -20,6 +20,26 @@ def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
     return files.atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, bbox_inches="tight", format="png"))
 
 
+def _draw_series(ax, series: Mapping[str, Sequence[tuple[float, Mapping]]]) -> None:
+    """Each series' means against x with a band of one standard deviation over seeds, and each seed's
+    value as a dot (summaries from :func:`~infodropout.train.report.tables.summarise`)."""
+    for i, (name, points) in enumerate(series.items()):
+        points = [(x, s) for x, s in sorted(points, key=lambda p: p[0]) if s and s.get("mean") is not None]
+        if not points:
+            continue
+        colour = COLOURS[i % len(COLOURS)]
+        xs = np.array([x for x, _ in points], dtype=float)
+        means = np.array([s["mean"] for _, s in points], dtype=float)
+        stds = np.array([s["std"] or 0.0 for _, s in points], dtype=float)
+        ax.plot(xs, means, marker="o", color=colour, label=name)
+        ax.fill_between(xs, means - stds, means + stds, color=colour, alpha=0.15, linewidth=0)
+        for x, s in points:
+            ax.scatter([x] * len(s["values"]), s["values"], color=colour, s=8, alpha=0.5)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
 def line_plot(
     path: Path,
     series: Mapping[str, Sequence[tuple[float, Mapping]]],
@@ -34,18 +54,7 @@ def line_plot(
     :func:`~infodropout.train.report.tables.summarise`."""
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.add_subplot()
-    for i, (name, points) in enumerate(series.items()):
-        points = [(x, s) for x, s in sorted(points, key=lambda p: p[0]) if s and s.get("mean") is not None]
-        if not points:
-            continue
-        colour = COLOURS[i % len(COLOURS)]
-        xs = np.array([x for x, _ in points], dtype=float)
-        means = np.array([s["mean"] for _, s in points], dtype=float)
-        stds = np.array([s["std"] or 0.0 for _, s in points], dtype=float)
-        ax.plot(xs, means, marker="o", color=colour, label=name)
-        ax.fill_between(xs, means - stds, means + stds, color=colour, alpha=0.15, linewidth=0)
-        for x, s in points:
-            ax.scatter([x] * len(s["values"]), s["values"], color=colour, s=8, alpha=0.5)
+    _draw_series(ax, series)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -54,9 +63,24 @@ def line_plot(
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
+    return save(fig, path)
+
+
+def panels_plot(
+    path: Path,
+    panels: Mapping[str, Mapping[str, Sequence[tuple[float, Mapping]]]],
+    xlabel: str,
+    title: str | None = None,
+) -> Path:
+    """One panel per entry of ``panels`` (its title: the y label), each as :func:`line_plot` draws its series."""
+    fig = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (ylabel, series) in zip(axes, panels.items(), strict=True):
+        _draw_series(ax, series)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
     return save(fig, path)
 
 

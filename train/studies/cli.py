@@ -124,6 +124,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--priors", type=csv_list(str), help="registered prior names (default: %(default)s)")
     p.add_argument("--betas", type=csv_list(float), help="KL weights per example, e.g. 1,2,4,8")
     p.add_argument("--steps", type=positive_int, help="optimiser steps per run (default: 300000)")
+    p.add_argument(
+        "--curve-every", type=positive_int, dest="curve_every",
+        help="steps between the points of each run's learning curve (default: a tenth of --steps)",
+    )  # fmt: skip
     p.add_argument("--metrics", type=csv_list(str), help=f"of: {', '.join(METRICS)}")
     p.add_argument("--metric-settings", choices=list(SETTINGS), dest="metric_settings", help="points per metric")
     p.add_argument("--representation", choices=list(KINDS), help="how a latent is read (default: log-location)")
@@ -199,6 +203,7 @@ def compare_priors(args) -> int:
         "priors": args.priors,
         "betas": args.betas,
         "steps": args.steps,
+        "curve_every": args.curve_every,
         "metrics": args.metrics,
         "metric_settings": args.metric_settings,
         "representation": args.representation,

@@ -15,17 +15,27 @@ InferenceData: log importance weights, PSIS log-likelihood and k-hat per image) 
 
 import json
 import math
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from infodropout.models.priors import PRIORS, is_improper
 from infodropout.models.zoo import build_network
 from infodropout.train.config import PRESETS
 from infodropout.train.data import load_dsprites
 from infodropout.train.data.dsprites import FACTOR_SIZES
-from infodropout.train.evaluation import collect, factor_sets, metrics_of, read_record, write_record
+from infodropout.train.evaluation import (
+    collect,
+    evaluating,
+    factor_sets,
+    metrics_of,
+    read_record,
+    reconstruction_measures,
+    write_record,
+)
 from infodropout.train.evaluation.record import group
 from infodropout.train.files import write_json
 from infodropout.train.metrics import DEFAULT_METRICS, FAST, FULL, MetricSettings, check_metrics, get_metric, jsonable
@@ -44,6 +54,15 @@ DEFAULT_PRIORS = ("factorised", "correlated", "correlated-low-rank", "normal")
 GAUSSIAN_PRIORS = ("normal",)
 DEFAULT_BETAS = (1.0, 2.0, 4.0, 8.0)
 DEFAULT_STEPS = 300_000  # the literature's order (disentanglement_lib: 300k steps at batch 64)
+#: The readings of the representation every run is measured on (published figures are on the mean).
+READINGS = ("log-location", "mean")
+#: The learning curve's metrics and settings: cheap enough to take every ``curve_every`` steps.
+CURVE_METRICS = ("mig", "total-correlation", "kl-per-dim", "active-units")
+CURVE_SETTINGS = dict(num_points=1000, tc_num_samples=1000)
+#: Points of a learning curve, by default (its step is ``steps // CURVE_POINTS``).
+CURVE_POINTS = 10
+#: Test images of the learning curve's ELBO.
+CURVE_TEST_IMAGES = 1000
 #: A metric setting smaller than ``fast``, for ``--quick`` (smoke tests: the numbers mean little).
 QUICK_SETTINGS = dict(
     num_points=400,
@@ -139,6 +158,10 @@ def build(options: StudyOptions) -> Study:
         raise ValueError("compare-priors counts optimiser steps: give --steps, not --epochs")
     batch_size = 16 if options.quick else preset["batch_size"]
     epochs, num_train = steps_to_schedule(steps, batch_size, math.prod(FACTOR_SIZES))
+    curve_every = int(extra.get("curve_every") or max(1, steps // (2 if options.quick else CURVE_POINTS)))
+    curve_settings = MetricSettings(**settings).replace(**CURVE_SETTINGS).to_dict()
+    if options.quick:
+        curve_settings = MetricSettings(**settings).to_dict()
     runs = []
     for prior in priors:
         gaussian = prior in GAUSSIAN_PRIORS
@@ -164,6 +187,8 @@ def build(options: StudyOptions) -> Study:
                     "settings": settings,
                     "representation": extra.get("representation"),
                     "likelihood": bool(extra.get("likelihood", True)),
+                    "curve_every": curve_every,
+                    "curve_settings": curve_settings,
                 }
                 runs.append(RunSpec(f"{prior}-b{beta:g}-s{seed}", config, labels, "disentanglement", opts))
     study_settings = {
@@ -174,6 +199,8 @@ def build(options: StudyOptions) -> Study:
         "batch_size": batch_size,
         "metric_settings": "quick" if options.quick else extra.get("metric_settings") or "full",
         "representation": extra.get("representation") or "default (log-location; mean for the Gaussian VAE)",
+        "readings": list(READINGS),
+        "curve_every": curve_every,
     }
     return Study("compare-priors", runs, primary="mig", description=__doc__.split("\n\n")[0], settings=study_settings)
 
@@ -211,12 +238,16 @@ def measure_disentanglement(trainer, run_dir: Path, options: dict) -> dict:
     likelihood = bool(options.get("likelihood", True))
     groups, seconds = collect(
         trainer.ib, data, names, settings, kind=options.get("representation"), sets=sets,
-        likelihood=likelihood, traversals="kl-per-dim" in names,
+        likelihood=likelihood, traversals="kl-per-dim" in names, also=READINGS,
     )  # fmt: skip
     write_record(run_dir, groups, attrs={"study": "compare-priors"})
     record = read_record(run_dir)
     metrics, metric_seconds = metrics_of(record, names, settings, sets)
     encoding = group(record, "encoding")
+    own = encoding.attrs["representation"]
+    readable = [r for r in READINGS if r == own or r in encoding.attrs["readings"].split(",")]
+    on_points = [n for n in names if get_metric(n).needs in ("factors", "representation")]
+    by_reading = {r: metrics_of(record, on_points, settings, sets, r)[0] if r != own else metrics for r in readable}
     representation = {k: encoding.attrs[k] for k in ("site", "latent", "posterior_space")}
     result = {
         "settings": settings.to_dict(),
@@ -226,9 +257,13 @@ def measure_disentanglement(trainer, run_dir: Path, options: dict) -> dict:
         "representation": {"kind": encoding.attrs["representation"], **representation},
         "num_points": encoding.sizes["point"],
         "metrics": metrics,
+        "by_reading": {r: {n: m[n] for n in on_points} for r, m in by_reading.items()},
         "seconds": {**seconds, **metric_seconds},
     }
     values = headlines(metrics)
+    for reading, measured in by_reading.items():  # every headline of the representation, on each reading
+        suffix = "_" + reading.replace("-", "_")
+        values.update({k + suffix: v for k, v in headlines({n: measured[n] for n in on_points}).items()})
     if likelihood:
         ll = group(record, "likelihood")
         values.update(
@@ -239,6 +274,22 @@ def measure_disentanglement(trainer, run_dir: Path, options: dict) -> dict:
     write_json(run_dir / "disentanglement.json", jsonable(result))
     values["representation"] = result["representation"]["kind"]
     return values
+
+
+def curve_disentanglement(trainer, options: dict) -> dict:
+    """A point of a run's learning curve: MIG, the total correlation, the KL summed over dimensions and
+    the active units on ``curve_settings`` (fewer points than the final measurement), and the test ELBO of
+    the first :data:`CURVE_TEST_IMAGES` test images."""
+    settings = MetricSettings(**options["curve_settings"])
+    data = load_dsprites(trainer.config.data_dir, trainer.device)
+    sets = factor_sets(data.factor_names)
+    groups, _ = collect(trainer.ib, data, CURVE_METRICS, settings, kind=options.get("representation"), sets=sets)
+    record = xr.DataTree.from_dict({f"/{name}": ds for name, ds in groups.items()})
+    values = headlines(metrics_of(record, CURVE_METRICS, settings, sets)[0])
+    batches = islice(trainer.data.test, max(1, CURVE_TEST_IMAGES // trainer.data.test.loader.batch_size))
+    with evaluating(trainer.ib) as ib:
+        values["test_elbo"] = reconstruction_measures(ib, batches)["test_elbo"]
+    return {k: values[k] for k in ("mig", "total_correlation", "kl_sum", "active_units", "test_elbo") if k in values}
 
 
 # -- the report --------------------------------------------------------------------------------------------
@@ -259,9 +310,11 @@ def columns(study: Study) -> list[Column]:
     return [
         Column("mig", "MIG", 3),
         Column("mig_no_shape", "MIG (no shape)", 3),
+        Column("mig_mean", "MIG (mean reading)", 3),
         Column("factor_vae", "FactorVAE", 3),
         Column("dci_disentanglement", "DCI D", 3),
         Column("sap", "SAP", 3),
+        Column("sap_mean", "SAP (mean reading)", 3),
         Column("total_correlation", "TC (nats)", 2),
         Column("active_units", "active", 1),
         Column("log_likelihood", "log p(x) PSIS", 1),
@@ -278,7 +331,7 @@ def report(results: dict, out: Path) -> list[str]:
         by_prior = series(cells, "prior", "beta", key)
         if by_prior:
             figures.line_plot(out / "figures" / f"{key}_vs_beta.png", by_prior, "beta", title, "dSprites", logx=True)
-    sections = [_targets(cells), _kl_per_dimension(out, runs), _likelihood_comparison(out, runs)]
+    sections = [_targets(cells), _curves(out, runs), _kl_per_dimension(out, runs), _likelihood_comparison(out, runs)]
     _traversal_and_mi_figures(out, runs)
     return [s for s in sections if s]
 
@@ -312,6 +365,53 @@ def _targets(cells) -> str:
         where = f"{best[1]['prior']}, beta {best[1]['beta']:g}"
         lines.append(f"Best MIG of the study (target >= 0.30): {best[0]:.3f} ({where}): {verdict}.")
     return "\n".join(lines)
+
+
+#: The learning curves drawn, per beta: (key in curve.jsonl, axis label).
+CURVED = (("mig", "MIG"), ("total_correlation", "TC (nats)"), ("kl_sum", "KL (nats)"), ("test_elbo", "test ELBO"))
+
+
+def _read_curve(out: Path, run: dict) -> list[dict]:
+    path = out / "runs" / run["name"] / "curve.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _curves(out: Path, runs: list[dict]) -> str:
+    """Learning curves: per beta, a figure of MIG, TC, KL and the test ELBO against the step (each prior's
+    mean over seeds, with every seed's point); a table of MIG and TC at the curve's middle and end, so that
+    a reader sees whether the runs had converged."""
+    per: dict[float, dict[str, list[list[dict]]]] = {}
+    for run in runs:
+        curve = _read_curve(out, run)
+        if curve:
+            per.setdefault(run["labels"]["beta"], {}).setdefault(run["labels"]["prior"], []).append(curve)
+    if not per:
+        return ""
+    rows = []
+    for beta, priors in sorted(per.items()):
+        panels = {label: {} for _, label in CURVED}
+        for prior, curves in priors.items():
+            steps = sorted({p["step"] for curve in curves for p in curve})
+            for key, label in CURVED:
+                points = []
+                for step in steps:
+                    values = [p[key] for curve in curves for p in curve if p["step"] == step and key in p]
+                    points.append((step, summarise(values) if values else None))
+                panels[label][prior] = points
+            middle, last = steps[(len(steps) - 1) // 2], steps[-1]
+            at = {s: [p for curve in curves for p in curve if p["step"] == s] for s in (middle, last)}
+            mig = [format_mean_std(summarise([p["mig"] for p in at[s] if "mig" in p]), 3) for s in (middle, last)]
+            tc = [format_mean_std(summarise([p["total_correlation"] for p in at[s] if "total_correlation" in p]), 2)
+                  for s in (middle, last)]  # fmt: skip
+            rows.append([f"{beta:g}", prior, f"{middle} / {last}", *mig, *tc])
+        figures.panels_plot(out / "figures" / f"curves_beta{beta:g}.png", panels, "step",
+                            f"learning curves, beta {beta:g} (mean over seeds, each seed a dot)")  # fmt: skip
+    header = ["beta", "prior", "steps (middle / end)", "MIG middle", "MIG end", "TC middle", "TC end"]
+    return (
+        "## Learning curves\n\nMetrics on a small setting every `curve_every` steps (`curve.jsonl` in each run); "
+        "figures `curves_beta*.png`. A metric still moving between the middle and the end of the curve says the "
+        "runs had not converged at this budget.\n\n" + markdown_table(header, rows)
+    )
 
 
 def _metric_results(out: Path, run: dict) -> dict | None:
@@ -407,4 +507,5 @@ EXPERIMENT = Experiment(
     report,
     report_name="report.md",
     measures={"disentanglement": measure_disentanglement},
+    curves={"disentanglement": curve_disentanglement},
 )

@@ -65,7 +65,11 @@ def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(
     report = (out / "report.md").read_text()
     assert "## Targets" in report and "Best MIG of the study (target >= 0.30)" in report
     assert "## Held-out log-likelihood (PSIS)" in report and "## KL per latent dimension" in report
-    for name in ("mig_vs_beta", "total_correlation_vs_beta", "traversals_factorised_beta4",
+    assert "## Learning curves" in report and "| factorised | 2 / 4 |" in report  # a point every 2 of 4 steps
+    curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in curve] == [2, 4] and {"mig", "total_correlation", "test_elbo"} <= set(curve[0])
+    assert values["mig_log_location"] == values["mig"] and "mig_mean" in values and "sap_mean" in values
+    for name in ("mig_vs_beta", "total_correlation_vs_beta", "traversals_factorised_beta4", "curves_beta4",
                  "mutual_information_correlated_beta4", "kl_per_dim_beta4"):  # fmt: skip
         _png(out / "figures" / f"{name}.png")
 
