@@ -366,20 +366,26 @@ def _marginal_log_sum_others(z, own_position, loc, scale, batch: int, chunk_size
             out_batch[rows] = np.log(head)
     count = k - (own_position >= 0)
     count_batch = np.minimum(batch, k) - ((own_position >= 0) & (own_position < batch))
-    # sums that (nearly) underflowed, every other component far below the narrowest peak: again,
-    # shifted by their own maximum
+    # sums that (nearly) underflowed, every other component far below the narrowest peak: the samples'
+    # sums again, shifted by their own maxima
     redo = ~(out > -_SAFE_EXPONENT) & (count > 0)[:, None]
     redo |= ~(out_batch > -_SAFE_EXPONENT) & (count_batch > 0)[:, None]
     out += shift
     out_batch += shift
-    for i, d in zip(*np.nonzero(redo), strict=True):
-        terms = -0.5 * ((z[i, d] - loc[:, d]) / scale[:, d]) ** 2 - log_scale[:, d] - _HALF_LOG_2PI
-        if own_position[i] >= 0:
-            terms[own_position[i]] = -np.inf
-        out[i, d], out_batch[i, d] = _log_sum_exp(terms), _log_sum_exp(terms[:batch])
+    rows = np.flatnonzero(redo.any(axis=1))
+    for r0 in range(0, len(rows), chunk_size):
+        i = rows[r0 : r0 + chunk_size]
+        terms = -np.square((z[i, :, None] - loc_t[None]) * inv_scale_t[None]) - log_scale.T[None] - _HALF_LOG_2PI
+        mine = np.flatnonzero(own_position[i] >= 0)
+        terms[mine, :, own_position[i][mine]] = -np.inf
+        out[i] = _log_sum_exp(terms)
+        out_batch[i] = _log_sum_exp(terms[:, :, :batch])
     return out, out_batch, count
 
 
-def _log_sum_exp(terms: np.ndarray) -> float:
-    top = terms.max(initial=-np.inf)
-    return float(top + math.log(np.exp(terms - top).sum())) if np.isfinite(top) else -math.inf
+def _log_sum_exp(terms: np.ndarray) -> np.ndarray:
+    """``log sum exp`` over the last axis, shifted by the maximum (-inf for an empty or all -inf sum)."""
+    top = terms.max(axis=-1, initial=-np.inf)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(terms - safe[..., None]).sum(axis=-1)) + safe
