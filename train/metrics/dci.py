@@ -1,5 +1,7 @@
 """Disentanglement, completeness and informativeness (Eastwood & Williams 2018), as disentanglement_lib."""
 
+import numbers
+
 import numpy as np
 from sklearn.ensemble import GradientBoostingClassifier
 
@@ -101,7 +103,8 @@ def dci(
 
     Representation: ``(N, D)`` codes with the noise off; trees are invariant under monotone transforms
     of each latent, so DCI does not depend on the choice of representation among them. Factors:
-    ``(N, K)`` discrete classes, none constant. Train/test: ``test_representation``/``test_factors``
+    ``(N, K)`` discrete classes, none constant; ``D >= 2`` and ``K >= 2`` (the entropy bases), checked
+    before any fitting. Train/test: ``test_representation``/``test_factors``
     when given (disentanglement_lib: 10,000 and 5,000 points), else a random split of the rows with
     ``test_fraction`` of them for testing. Fitting is the slow part (one tree per class per stage:
     dSprites' 113 classes x 100 stages on 10,000 points take minutes).
@@ -112,6 +115,10 @@ def dci(
     """
     rng = rng_of(seed)
     n_estimators = check_positive_int(n_estimators, "n_estimators")
+    for name, values, what in (("representation", representation, "latents"), ("factors", factors, "factors")):
+        shape = np.shape(values)
+        if len(shape) == 2 and shape[1] < 2:
+            raise ValueError(f"{name}: DCI needs at least 2 {what} (columns; entropy bases), got shape {shape}")
     train_codes, train_labels, test_codes, test_labels = split(
         representation, factors, test_representation, test_factors, test_fraction, rng
     )
@@ -131,6 +138,9 @@ def restrict_dci(result: dict, factor_indices) -> dict:
     """The DCI of a subset of the factors from a full result, without refitting: the importance
     matrix's columns ``factor_indices`` scored again, informativeness averaged over them."""
     cols = list(factor_indices)
+    num_factors = result["importance_matrix"].shape[1]
+    if len(cols) < 2 or not all(isinstance(c, numbers.Integral) and 0 <= c < num_factors for c in cols):
+        raise ValueError(f"factor_indices={cols}: expected at least 2 factor indices in 0..{num_factors - 1}")
     scores = dci_scores(result["importance_matrix"][:, cols])
     train_acc = result["train_accuracy_per_factor"][cols]
     test_acc = result["test_accuracy_per_factor"][cols]

@@ -6,8 +6,11 @@ from ._validate import as_codes, as_factors, check_positive_int, rng_of
 
 
 def prune_dims(variances: np.ndarray, threshold: float = 0.05) -> np.ndarray:
-    """Mask of the latents kept: global standard deviation ``>= threshold`` (the others collapsed)."""
-    return np.sqrt(variances) >= threshold
+    """Mask of the latents kept: global standard deviation ``>= threshold`` and nonzero (the others
+    collapsed; a constant latent is never kept, whatever the threshold, as its normalised variance
+    ``0 / 0`` is undefined)."""
+    variances = np.asarray(variances)
+    return (variances > 0) & (np.sqrt(variances) >= threshold)
 
 
 def majority_vote_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> dict:
@@ -26,8 +29,10 @@ def majority_vote_accuracy(train_votes: np.ndarray, eval_votes: np.ndarray) -> d
 
 def vote(local_variances: np.ndarray, global_variances: np.ndarray, active: np.ndarray) -> int:
     """The latent (an index into all D) whose variance over one vote's points, over its global
-    variance, is smallest among the active latents."""
-    candidates = np.flatnonzero(active)
+    variance, is smallest among the active latents of nonzero global variance."""
+    candidates = np.flatnonzero(active & (global_variances > 0))
+    if len(candidates) == 0:
+        raise ValueError("active: no active latent of nonzero global variance to vote for")
     return int(candidates[np.argmin(local_variances[candidates] / global_variances[candidates])])
 
 
@@ -74,7 +79,9 @@ def factor_vae_score(
     procedure, over a **pool** of encoded points: each vote resamples the pool.
 
     1. Global variances ``Var(z_d)`` (ddof 1) over ``num_variance`` pool points; latents whose standard
-       deviation is below ``prune_threshold`` are pruned (disentanglement_lib: 0.05).
+       deviation is below ``prune_threshold`` are pruned (disentanglement_lib: 0.05), and so is a
+       latent of zero variance at any threshold (disentanglement_lib, at threshold 0, would divide
+       0 by 0 and let the NaN win every vote).
     2. A vote picks a factor k uniformly, a class v of it (the class of a random pool point, so drawn
        from the factor's marginal, uniform for dSprites) and ``batch_size`` pool points of class v
        (without replacement when the class has that many, else with replacement); it votes for the

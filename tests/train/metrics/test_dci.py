@@ -1,11 +1,14 @@
 """DCI: disentanglement_lib's hand-built importance matrices and its known answers for boosted trees."""
 
+import importlib
 import math
 
 import numpy as np
 import pytest
 
 from infodropout.train.metrics import dci, dci_scores, restrict_dci
+
+dci_module = importlib.import_module("infodropout.train.metrics.dci")  # the module, not its function dci
 
 STACKED = 1 - math.log(2) / math.log(10)  # a factor spread equally over two of ten codes
 SMALL = dict(n_estimators=10, test_fraction=0.4)
@@ -98,6 +101,29 @@ def test_explicit_test_set_is_used():
     test = dict(test_representation=codes[400:], test_factors=factors[400:])
     result = dci(codes[:400], factors[:400], **test, n_estimators=5)
     assert (result["num_train"], result["num_test"]) == (400, 200)
+
+
+@pytest.mark.parametrize(
+    "codes, factors, message",
+    [
+        (np.zeros((60, 1)), np.zeros((60, 2), int), r"representation: DCI needs at least 2 latents .*shape \(60, 1\)"),
+        (np.zeros((60, 3)), np.zeros((60, 1), int), r"factors: DCI needs at least 2 factors .*shape \(60, 1\)"),
+    ],
+    ids=["one-latent", "one-factor"],
+)
+def test_one_latent_or_one_factor_is_refused_before_fitting(codes, factors, message, monkeypatch):
+    monkeypatch.setattr(dci_module, "gbt_importance", lambda *a, **k: pytest.fail("fitted before the check"))
+    with pytest.raises(ValueError, match=message):
+        dci(codes, factors)
+
+
+def test_a_subset_of_one_factor_is_refused():
+    factors = identity_factors(300)
+    full = dci(factors.astype(np.float64), factors, n_estimators=2)
+    with pytest.raises(ValueError, match=r"factor_indices=\[2\]: expected at least 2 factor indices in 0..3"):
+        restrict_dci(full, [2])
+    with pytest.raises(ValueError, match=r"factor_indices=\[0, 4\]"):
+        restrict_dci(full, [0, 4])
 
 
 def test_bad_input_is_a_one_line_error():

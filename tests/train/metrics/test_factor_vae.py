@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from infodropout.train.metrics import factor_vae_score, majority_vote_accuracy
+from infodropout.train.metrics import factor_vae_score, majority_vote_accuracy, prune_dims
+from infodropout.train.metrics.factor_vae import vote
 
 SMALL = dict(batch_size=5, num_train=3000, num_eval=2000, num_variance=2500)  # disentanglement_lib's test sizes
 
@@ -52,6 +53,24 @@ def test_collapsed_latents_are_pruned_and_never_voted_for():
     assert result["num_active_dims"] == 3
     assert result["train_votes"][:, 3:].sum() == 0 and result["eval_votes"][:, 3:].sum() == 0
     assert result["eval_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05])
+def test_a_constant_latent_never_wins_a_vote(threshold):
+    """Its normalised variance would be 0 / 0 = NaN, which argmin picks: at threshold 0 it won every vote."""
+    factors = identity_factors(5000, num_factors=3)
+    codes = np.c_[factors.astype(np.float64), np.full(5000, 7.0)]  # the identity plus a constant
+    result = factor_vae_score(codes, factors, prune_threshold=threshold, **SMALL)
+    np.testing.assert_array_equal(result["active_dims"], [True, True, True, False])
+    assert result["train_votes"][:, 3].sum() == 0 and result["eval_votes"][:, 3].sum() == 0
+    assert result["eval_accuracy"] == 1.0
+
+
+def test_prune_dims_keeps_positive_variances_at_the_threshold():
+    np.testing.assert_array_equal(prune_dims(np.array([0.0, 1e-12, 0.0025, 1.0]), 0.0), [False, True, True, True])
+    np.testing.assert_array_equal(prune_dims(np.array([0.0, 1e-12, 0.0025, 1.0]), 0.05), [False, False, True, True])
+    with pytest.raises(ValueError, match="active: no active latent"):
+        vote(np.ones(2), np.zeros(2), np.array([True, True]))
 
 
 def test_votes_fix_one_class_of_the_factor():
