@@ -31,35 +31,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from infodropout.train.metrics import total_correlation
+from infodropout.train.metrics.total_correlation import CASES, gaussian_case
 
-#: name: (correlation rho of neighbouring informative dimensions, their posterior scale, informative dimensions)
-CASES = {
-    "wide": (0.9, 1.0, None),
-    "vae": (0.8, 0.3, 5),
-    "medium": (0.9, 0.5, None),
-    "narrow": (0.9, 0.1, None),
-}
 DSPRITES = (3, 6, 40, 32, 32)  # shape, scale, orientation, x, y
 SMALL_GRID = (3, 6, 10, 8, 8)
-
-
-def gaussian_case(dims: int, case: str, num_components: int, seed: int = 0):
-    """``(loc, scale, closed-form TC, closed-form I(x; z))`` of a Gaussian case (see the module)."""
-    rho, s, informative = CASES[case]
-    informative = dims if informative is None else min(dims, informative)
-    i = np.arange(informative)
-    a = np.zeros((dims, dims))
-    a[:informative, :informative] = rho ** np.abs(i[:, None] - i[None])
-    scales = np.where(np.arange(dims) < informative, s, 1.0)
-    rng = np.random.default_rng(seed)
-    loc = np.zeros((num_components, dims))
-    mixing = np.linalg.cholesky(a[:informative, :informative])
-    loc[:, :informative] = rng.standard_normal((num_components, informative)) @ mixing.T
-    scale = np.broadcast_to(scales, loc.shape).copy()
-    cov = a + np.diag(scales**2)
-    tc = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])
-    info = 0.5 * (np.linalg.slogdet(cov)[1] - 2 * np.log(scales).sum())
-    return loc, scale, float(tc), float(info)
 
 
 def grid_case(dims: int, sizes=SMALL_GRID, scale: float = 0.05, seed: int = 0):

@@ -636,6 +636,7 @@ class Trainer:
         self._curve = (every, measure)
 
     def _curve_point(self) -> None:
+        check_finite(self.step, self.epoch, self.steps_per_epoch, self.what_is_kept())  # a NaN stops the run first
         devices = [self.device] if self.device.type == "cuda" else []
         start = time.perf_counter()
         with torch.random.fork_rng(devices=devices):

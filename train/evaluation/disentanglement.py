@@ -5,16 +5,17 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 import xarray as xr
 
 from infodropout.train import metrics as m
 from infodropout.train.metrics.psis import likelihood_dataset
 
-from .encoding import resolve_kind
+from .encoding import encode, resolve_kind
 from .factors import data_generator, factor_sets, fresh_votes, sample_encoded
 from .generative import latent_traversals
 from .likelihood import log_importance_weights
-from .record import encoding_dataset, inputs_from_record, traversals_dataset, votes_dataset
+from .record import encoding_dataset, inputs_from_record, tc_dataset, traversals_dataset, votes_dataset
 from .sites import latent_layer
 
 #: The pool of images whose representations the traversals move between (at most).
@@ -73,6 +74,13 @@ def collect(
         num_data = len(data) if num_data is None else int(num_data)
         groups["encoding"] = encoding_dataset(enc, classes, data.factor_names, num_data=num_data, seed=seed)
         seconds["encoding"] = time.perf_counter() - start
+    if "total-correlation" in names:
+        say(f"the aggregate posterior over {min(s.tc_num_components, len(data))} points")
+        start = time.perf_counter()
+        groups["total_correlation"] = aggregate_total_correlation(
+            ib, data, s, kind=kind, site=site, seed=seed, batch_size=batch_size, num_data=num_data
+        )
+        seconds["total_correlation"] = time.perf_counter() - start
     if factor_vae == "fresh" and "factor-vae" in names:
         say("drawing fresh FactorVAE votes")
         start = time.perf_counter()
@@ -96,6 +104,26 @@ def collect(
         groups["traversals"] = traversals_dataset(latent_traversals(ib, pool, [int(d) for d in order]))
         seconds["traversals"] = time.perf_counter() - start
     return groups, seconds
+
+
+def aggregate_total_correlation(
+    ib, data, settings: m.MetricSettings, *, kind=None, site=None, seed: int = 0, batch_size: int = 256, num_data=None
+) -> xr.Dataset:
+    """The total correlation of the aggregate posterior (:func:`~infodropout.train.metrics.total_correlation`)
+    over the posteriors of ``tc_num_components`` points of the data set drawn with ``seed + 3`` (all of it
+    where it has no more; uniformly, without replacement), at ``tc_num_samples`` samples: the record's
+    ``total_correlation`` group (its numbers as attributes, per-dimension ones as variables over ``unit``)."""
+    size = len(data)
+    n = min(settings.tc_num_components, size)
+    generator = data_generator(data, seed + 3)
+    index = torch.arange(size) if n == size else torch.randperm(size, generator=generator, device=generator.device)[:n]
+    images = (data.render(index[i : i + batch_size]) for i in range(0, n, batch_size))
+    enc = encode(ib, images, kind=kind, site=site, batch_size=batch_size)
+    result = m.total_correlation(
+        enc.loc, enc.scale, None, size if num_data is None else int(num_data),
+        num_samples=settings.tc_num_samples, seed=seed,
+    )  # fmt: skip
+    return tc_dataset({**result, "posterior_space": enc.space})
 
 
 def metrics_of(
@@ -172,7 +200,8 @@ def evaluate(
     tree = xr.DataTree.from_dict({f"/{name}": ds for name, ds in groups.items()})
     results, seconds = metrics_of(tree, names, s, sets)
     weighted = [n for n in names if m.get_metric(n).needs == "log_weights"]
-    for part, metric in (("votes", "factor-vae"), ("likelihood", weighted[0] if weighted else None)):
+    folded = (("votes", "factor-vae"), ("total_correlation", "total-correlation"))
+    for part, metric in (*folded, ("likelihood", weighted[0] if weighted else None)):
         if part in measured and metric in seconds:
             seconds[metric] += measured.pop(part)  # the time of what only that metric needed
     out: dict = {"settings": s.to_dict(), "seed": seed, "factor_names": factor_names}

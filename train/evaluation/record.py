@@ -133,6 +133,14 @@ def votes_dataset(votes: Mapping) -> xr.Dataset:
     )
 
 
+def tc_dataset(result: Mapping) -> xr.Dataset:
+    """The ``total_correlation`` group of a :func:`~infodropout.train.metrics.total_correlation` result: its
+    numbers and strings as attributes, its per-dimension arrays as variables over ``unit``."""
+    variables = {k: (("unit",), np.asarray(v)) for k, v in result.items() if np.ndim(v) == 1}
+    attrs = {k: _attribute(v) for k, v in result.items() if np.ndim(v) == 0}
+    return xr.Dataset(variables, attrs=attrs)
+
+
 def traversals_dataset(traversals: Mapping) -> xr.Dataset:
     """The ``traversals`` group from :func:`~.generative.latent_traversals`."""
     return xr.Dataset(
@@ -183,6 +191,9 @@ def inputs_from_record(
         for key in ("kl_exact", "kl_analytic"):
             if a.get(key, "") != "":
                 values[key] = bool(a[key])
+    tc = group(tree, "total_correlation")
+    if tc is not None:
+        values["total_correlation"] = {**tc.attrs, **{k: tc[k].values for k in tc.data_vars}}
     likelihood = group(tree, "likelihood")
     if likelihood is not None and "log_weight" in likelihood:
         values["log_weights"] = likelihood["log_weight"].values[0]

@@ -3,7 +3,7 @@
 Disentanglement metrics follow google-research/disentanglement_lib's definitions (Locatello et al.
 2019), so that numbers are comparable with the literature: :func:`mig`, :func:`factor_vae_score`,
 :func:`dci` (and :func:`dci_scores` of an importance matrix), :func:`sap`. Also :func:`active_units`,
-the :func:`total_correlation` of the aggregate posterior (MSS and MWS estimators),
+the :func:`total_correlation` of the aggregate posterior (the exact density of its mixture),
 :func:`kl_per_dimension`, and the importance-weighted log-likelihood :func:`iw_log_likelihood`. PSIS and
 ArviZ files live in :mod:`.psis` (imported on its own: it is the only module that imports ArviZ).
 :data:`METRICS` names them all (the names ``--metrics`` accepts); :func:`register_metric` adds one;

@@ -43,9 +43,10 @@ class MetricInputs:
     classes), ``loc``, ``scale`` and ``sample`` ``(N, D)`` (the posterior where it is Gaussian, in
     ``posterior_space``), ``kl (N, D)`` and ``kl_joint (N,)`` (with ``kl_exact``, ``kl_analytic`` and the
     ``site``); ``factor_sets`` names column sets of ``factors``; ``log_weights (K, M)`` are the log
-    importance weights of M images; ``num_data`` is the size of the data set the pool is drawn from;
-    ``votes`` the FactorVAE votes of fresh observations per factor set, where they were drawn. Absent
-    arrays are None.
+    importance weights of M images; ``total_correlation`` is that of the aggregate posterior measured
+    over many more points than the pool (a :func:`total_correlation` result); ``num_data`` is the size of
+    the data set the pool is drawn from; ``votes`` the FactorVAE votes of fresh observations per factor
+    set, where they were drawn. Absent arrays are None.
     """
 
     representation: np.ndarray | None = None
@@ -61,6 +62,7 @@ class MetricInputs:
     kl_analytic: bool | None = None
     site: str | None = None
     log_weights: np.ndarray | None = None
+    total_correlation: Mapping | None = None
     num_data: int | None = None
     votes: Mapping[str, dict] | None = None
     seed: int = 0
@@ -272,6 +274,10 @@ def _active_units(metric: Metric, inputs: MetricInputs, s: MetricSettings) -> di
 
 
 def _total_correlation(metric: Metric, inputs: MetricInputs, s: MetricSettings) -> dict:
+    """Measured over the many points of the record's aggregate posterior where it holds it, else over
+    the pool's first ``num_points`` posteriors."""
+    if inputs.total_correlation is not None:
+        return dict(inputs.total_correlation)
     loc, scale, sample, num_data = inputs.arguments("posterior", s.num_points)
     result = total_correlation(loc, scale, sample, num_data, num_samples=s.tc_num_samples, seed=inputs.seed)
     return {**result, "posterior_space": inputs.posterior_space}
@@ -299,7 +305,8 @@ register_metric("sap", sap, needs="factors", score="sap",
 register_metric("active-units", active_units, needs="representation", score="num_active",
                 summary="Burda et al. 2016", compute=_active_units)  # fmt: skip
 register_metric("total-correlation", total_correlation, needs="posterior", score="total_correlation",
-                higher_is_better=False, summary="MSS, MWS", compute=_total_correlation)  # fmt: skip
+                higher_is_better=False, summary="the aggregate posterior's mixture, exactly (MSS, MWS beside)",
+                compute=_total_correlation)  # fmt: skip
 register_metric("kl-per-dim", kl_per_dimension, needs="kl", score="kl_sum", higher_is_better=False,
                 summary="KL divergence per latent dimension", compute=_kl_per_dim)  # fmt: skip
 register_metric("log-likelihood", iw_log_likelihood, needs="log_weights", score="mean",

@@ -389,3 +389,36 @@ def _log_sum_exp(terms: np.ndarray) -> np.ndarray:
     safe = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
         return np.log(np.exp(terms - safe[..., None]).sum(axis=-1)) + safe
+
+
+#: Gaussian codes of a known total correlation (:func:`gaussian_case`), by name: (correlation rho of
+#: neighbouring informative dimensions, their posterior scale, informative dimensions; None: all)
+CASES = {
+    "wide": (0.9, 1.0, None),
+    "vae": (0.8, 0.3, 5),
+    "medium": (0.9, 0.5, None),
+    "narrow": (0.9, 0.1, None),
+}
+
+
+def gaussian_case(dims: int, case: str, num_components: int, seed: int = 0):
+    """``(loc, scale, closed-form TC, closed-form I(x; z))`` of Gaussian codes of a known total correlation:
+    posterior means ``loc_n ~ N(0, A)`` of ``num_components`` points (``A``: unit variances, correlation
+    ``rho^|i-j|`` between the informative dimensions) and scales ``s`` (:data:`CASES`); as the number
+    of components grows their mixture tends to ``S = N(0, A + diag s^2)``, whose TC is
+    ``(sum_d log S_dd - log det S) / 2`` and ``I(x; z) = (log det S - sum_d log s_d^2) / 2``."""
+    rho, s, informative = CASES[case]
+    informative = dims if informative is None else min(dims, informative)
+    i = np.arange(informative)
+    a = np.zeros((dims, dims))
+    a[:informative, :informative] = rho ** np.abs(i[:, None] - i[None])
+    scales = np.where(np.arange(dims) < informative, s, 1.0)
+    rng = np.random.default_rng(seed)
+    loc = np.zeros((num_components, dims))
+    mixing = np.linalg.cholesky(a[:informative, :informative])
+    loc[:, :informative] = rng.standard_normal((num_components, informative)) @ mixing.T
+    scale = np.broadcast_to(scales, loc.shape).copy()
+    cov = a + np.diag(scales**2)
+    tc = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])
+    info = 0.5 * (np.linalg.slogdet(cov)[1] - 2 * np.log(scales).sum())
+    return loc, scale, float(tc), float(info)

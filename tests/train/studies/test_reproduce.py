@@ -66,6 +66,10 @@ def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(
     assert "## Targets" in report and "Best MIG of the study (target >= 0.30)" in report
     assert "## Held-out log-likelihood (PSIS)" in report and "## KL per latent dimension" in report
     assert "## Learning curves" in report and "| factorised | 2 / 4 |" in report  # a point every 2 of 4 steps
+    verdicts = json.loads((out / "results.json").read_text())["verdicts"]
+    assert {v["metric"] for v in verdicts} >= {"mig", "total_correlation", "log_likelihood"}
+    for v in verdicts:  # one line per pair and metric, in the report too
+        assert v["line"].startswith("factorised − correlated, ") and f"- {v['line']}" in report
     curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
     assert [p["step"] for p in curve] == [2, 4] and {"mig", "total_correlation", "test_elbo"} <= set(curve[0])
     assert values["mig_log_location"] == values["mig"] and "mig_mean" in values and "sap_mean" in values
