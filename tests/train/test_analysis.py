@@ -37,8 +37,9 @@ def test_uncertainty_quick_compares_runs_in_one_table_and_writes_the_record_and_
     assert results["settings"]["samples"] == [1, 5] and results["settings"]["ood"] == ["noised"]
     info, binary = results["runs"]["info"], results["runs"]["binary"]
     assert {"noise-off", "temperature", "mc-1", "mc-5"} <= set(info["calibration"])
-    assert set(info["ood"]["noised"]) == {"entropy-noise-off", "entropy-mc-5", "bald-mc-5", "information"}
-    assert "information" not in binary["ood"]["noised"]  # binary dropout has no information cost
+    scores = {"entropy-noise-off", "entropy-mc-5", "bald-mc-5", "information", "information-typicality"}
+    assert set(info["ood"]["noised"]) == scores
+    assert set(binary["ood"]["noised"]) == scores - {"information", "information-typicality"}  # no information cost
     assert info["test_examples"] == 200 and info["held_out_examples"] == 100
     assert set(results["targets"]["information_mc_ece_at_most_binary"]) == {"1", "5"}
     record = read_record(out)
@@ -59,12 +60,16 @@ def test_prune_quick_saves_networks_that_equal_the_masked_original(runs, tmp_pat
     assert [p["units"] for p in results["curve"]] == [[6, 4], [12, 12]]
     full = results["curve"][-1]
     assert full["errors"]["information"] == pytest.approx(results["unpruned"]["test_error"])  # nothing removed
+    assert results["rankings"] == ["information", "fitted", "magnitude", "random"]
     for point in results["curve"]:
-        assert point["max_logit_difference"] < 1e-4 and len(point["random_errors"]) == 3
-        saved = torch.load(out / point["network"], weights_only=True)
-        assert PrunedMLP.from_file(saved).widths == [64, *point["units"]]
+        assert len(point["random_errors"]) == 3 and set(point["networks"]) == {"information", "fitted"}
+        for network in point["networks"].values():
+            assert network["max_logit_difference"] < 1e-4 and network["seconds"] > 0
+            saved = torch.load(out / network["network"], weights_only=True)
+            assert PrunedMLP.from_file(saved).widths == [64, *point["units"]]
     units = read_record(out)["units"].to_dataset()
-    assert units["information_z1"].shape == (12,) and "magnitude_z2" in units
+    assert units["information_z1"].shape == (12,) and "magnitude_z2" in units and "fitted_z2" in units
+    assert set(results["targets"]["by_ranking"]) == {"information", "fitted"}
     _png(out / "figures" / "pruning_curve.png")
     _png(out / "figures" / "unit_information.png")
 

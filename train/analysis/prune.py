@@ -1,14 +1,17 @@
 """``infodropout prune RUN_DIR --out DIR [--keep N1,N2,N3 ...]``: a trained fully-connected classifier
 made smaller by removing the units whose information stays near zero over the training set.
 
-Every unit's information is its KL against the prior averaged over the training images (noise off
-upstream, exact convention: :func:`~infodropout.train.evaluation.pruning.mean_unit_information`). At each
-point of the curve (per-layer counts of units kept: ``--keep``, or by default the units above each of
-:data:`THRESHOLDS` nats) the units are ranked by their information, by the norm of their incoming weights
-(magnitude pruning) and at random (mean over ``--random-seeds`` orders), the smaller deterministic network
-is cut out (:class:`~infodropout.train.evaluation.pruning.PrunedMLP`), checked against the original with the
-pruned units zeroed, and tested. The information-pruned networks are saved (``networks/*.pt``); the time
-of a pass over the test set is measured for the unpruned and each information-pruned network. Written to
+Every unit's information is measured over the training images (noise off upstream) two ways: its KL
+against the network's prior (``information``; exact convention:
+:func:`~infodropout.train.evaluation.pruning.mean_unit_information`) and against a prior fitted to the
+unit (``fitted``: :func:`~infodropout.train.evaluation.pruning.fitted_unit_information`, which has no
+arbitrary zero). At each point of the curve (per-layer counts of units kept: ``--keep``, or by default
+the units above each of :data:`THRESHOLDS` nats of ``information``) the units are ranked by either
+information, by the norm of their incoming weights (magnitude pruning) and at random (mean over
+``--random-seeds`` orders), the smaller deterministic network is cut out
+(:class:`~infodropout.train.evaluation.pruning.PrunedMLP`) and tested. The networks pruned by information
+are checked against the original with the pruned units zeroed, saved (``networks/*.pt``) and timed against
+the unpruned network on the test set. Written to
 ``DIR``: ``prune.json``, ``prune.md``, ``measurements.nc`` (every unit's information and weight norm),
 ``networks/`` and ``figures/``.
 """
@@ -26,9 +29,11 @@ import xarray as xr
 from infodropout.train import data as datalib
 from infodropout.train.evaluation import evaluating, write_record
 from infodropout.train.evaluation.pruning import (
+    MEASURED,
     PrunedMLP,
     check_mlp,
     counts_above,
+    fitted_unit_information,
     incoming_norm,
     keep_masks,
     masked,
@@ -127,15 +132,16 @@ def prune(
         )
     with new_output(out) as out:
         test, train = _batches(trainer.data.test), _batches(trainer.data.train)
-        information = None
+        information, measured = None, {}
         if has_information:
             log(f"prune: the information of every unit over {len(trainer.data.train.x):,} training images")
             information = mean_unit_information(ib, train)
+            measured = {"information": information, "fitted": fitted_unit_information(ib, train)}
         if not points:
             chosen = thresholds or (QUICK_THRESHOLDS if quick else THRESHOLDS)
             points = [counts_above(information, t) for t in chosen]
         points = sorted({tuple(p) for p in points}, key=lambda p: (sum(p), p))
-        rankings = ["information", "magnitude", "random"] if information is not None else ["magnitude", "random"]
+        rankings = [*measured, "magnitude", "random"]
         stats = {} if test.mean is None else {"mean": test.mean.flatten().tolist(), "std": test.std.flatten().tolist()}
 
         def full(x):
@@ -152,11 +158,12 @@ def prune(
                 seeds = range(random_seeds) if ranking == "random" else [0]
                 errors = []
                 for seed in seeds:
-                    masks = keep_masks(unit_scores(ib, ranking, information, seed), list(counts))
+                    masks = keep_masks(unit_scores(ib, ranking, measured.get(ranking), seed), list(counts))
                     net = PrunedMLP.from_network(ib, masks, **stats).eval()
                     errors.append(test_error(net, test))
-                    if ranking == "information":
-                        point.update(_check_and_save(ib, net, masks, test, out, counts, timing_repeats))
+                    if ranking in MEASURED:
+                        checked = _check_and_save(ib, net, masks, test, out, ranking, counts, timing_repeats)
+                        point.setdefault("networks", {})[ranking] = checked
                 point["errors"][ranking] = float(np.mean(errors))
                 if ranking == "random":
                     point["random_errors"] = errors
@@ -180,104 +187,103 @@ def prune(
                 "timing_repeats": timing_repeats,
             },  # fmt: skip
         }
-        if information is not None:
-            results["information"] = {name: {"total": float(v.sum()), "above_0.01": int((v > 0.01).sum())}
-                                      for name, v in information.items()}  # fmt: skip
+        for ranking, values in measured.items():
+            results[ranking] = {name: {"total": float(v.sum()), "above_0.01": int((v > 0.01).sum())}
+                                for name, v in values.items()}  # fmt: skip
         results["targets"] = targets(results)
-        write_record(out, {"units": _units_dataset(ib, layers, information)}, {"command": "prune"})
-        results["figures"] = _figures(results, information, out)
+        write_record(out, {"units": _units_dataset(ib, layers, measured)}, {"command": "prune"})
+        results["figures"] = _figures(results, measured, out)
         write_json(out / "prune.json", json.loads(json.dumps(results)))
         write_text(out / "prune.md", render(results))
     log(f"prune: wrote {out / 'prune.md'}")
     return results
 
 
-def _check_and_save(ib, net, masks, test, out: Path, counts, repeats: int) -> dict:
+def _check_and_save(ib, net, masks, test, out: Path, ranking: str, counts, repeats: int) -> dict:
     """The largest difference between the pruned network's logits and the masked original's on the test set;
     the pruned network saved; its pass over the test set timed."""
     gap = 0.0
     with evaluating(ib), masked(ib, masks), torch.no_grad():
         for x, *_ in test:
             gap = max(gap, float((net(x) - ib.head(ib.representation(x))).abs().max()))
-    path = out / "networks" / f"information-{'-'.join(map(str, counts))}.pt"
+    path = out / "networks" / f"{ranking}-{'-'.join(map(str, counts))}.pt"
     atomic_write(path, lambda f: f.write(buffer_of(lambda b: torch.save(net.to_file(), b))))
     return {"max_logit_difference": gap, "network": str(path.relative_to(out)), "seconds": _timed(net, test, repeats)}
 
 
-def _units_dataset(ib, layers, information) -> xr.Dataset:
+def _units_dataset(ib, layers, measured) -> xr.Dataset:
     variables, coords = {}, {}
     for name, layer in layers.items():
         dim = f"unit_{name}"
         coords[dim] = np.arange(len(incoming_norm(layer)))
         variables[f"magnitude_{name}"] = ((dim,), incoming_norm(layer).numpy())
-        if information is not None:
-            variables[f"information_{name}"] = ((dim,), information[name].numpy())
+        for ranking, values in measured.items():
+            variables[f"{ranking}_{name}"] = ((dim,), values[name].numpy())
     return xr.Dataset(variables, coords=coords)
 
 
 def targets(results) -> dict:
-    """Where the curve meets the issue's targets: the smallest information-pruned point within the error
-    targets, whether it keeps at most :data:`TARGET_UNITS`, and whether information beats magnitude pruning
-    at every point (lower or equal error)."""
+    """Where the curve meets the issue's targets, per ranking by information: the smallest point within the
+    error targets, whether it keeps at most :data:`TARGET_UNITS`, whether the ranking is at or below
+    magnitude pruning at every point, and the speed-ups of its networks over the unpruned one."""
     unpruned = results["unpruned"]["test_error"]
-    out: dict = {"unpruned_error": unpruned}
-    if "information" not in results["rankings"]:
-        return out
     bound = min(TARGET_ERROR, unpruned + TARGET_GAP)
-    good = [p for p in results["curve"] if p["errors"]["information"] <= bound + 1e-9]
-    best = min(good, key=lambda p: p["total"], default=None)
-    out["error_bound"] = bound
-    out["smallest_within_bound"] = (
-        None if best is None else {"units": best["units"], "error": best["errors"]["information"]}
-    )
-    same_depth = best is not None and len(best["units"]) == len(TARGET_UNITS)
-    out["within_target_units"] = bool(
-        same_depth and all(u <= t for u, t in zip(best["units"], TARGET_UNITS, strict=True))
-    )
-    out["beats_magnitude_everywhere"] = all(
-        p["errors"]["information"] <= p["errors"]["magnitude"] for p in results["curve"]
-    )
-    speedups = [results["unpruned"]["seconds"] / p["seconds"] for p in results["curve"] if p.get("seconds")]
-    if best is not None and best.get("seconds"):
-        out["speedup_of_smallest"] = results["unpruned"]["seconds"] / best["seconds"]
-    out["speedups"] = speedups
+    out: dict = {"unpruned_error": unpruned, "error_bound": bound, "by_ranking": {}}
+    for ranking in (r for r in results["rankings"] if r in MEASURED):
+        good = [p for p in results["curve"] if p["errors"][ranking] <= bound + 1e-9]
+        best = min(good, key=lambda p: p["total"], default=None)
+        within = best is not None and len(best["units"]) == len(TARGET_UNITS)
+        within = within and all(u <= t for u, t in zip(best["units"], TARGET_UNITS, strict=True))
+        curve = results["curve"]
+        found = {
+            "smallest_within_bound": None
+            if best is None
+            else {"units": best["units"], "error": best["errors"][ranking]},
+            "within_target_units": bool(within),
+            "at_or_below_magnitude_everywhere": all(p["errors"][ranking] <= p["errors"]["magnitude"] for p in curve),
+            "speedups": [results["unpruned"]["seconds"] / p["networks"][ranking]["seconds"] for p in curve],
+        }
+        out["by_ranking"][ranking] = found
     return out
 
 
 def render(results) -> str:
     """``prune.md``: the curve and the targets."""
     u = results["unpruned"]
+    measured = [r for r in results["rankings"] if r in MEASURED]
     lines = [
         f"# Pruning by information ({Path(results['run_dir']).name}, {results['dropout']} dropout)",
         "",
         f"Unpruned network: layers {results['widths']}, test error {u['test_error']:.2f}%. Errors are of the "
         f"pruned deterministic network on the test set; random: mean of {results['random_seeds']} orders. "
-        "Times are the fastest of repeated passes over the test set with the noise off "
-        f"({u['threads']} torch thread(s)).",
+        "information: the KL against the network's prior; fitted: against a prior fitted to each unit. Speed-ups "
+        "are of the fastest of repeated passes over the test set with the noise off "
+        f"({u['threads']} torch thread(s)); logit differences against the original with the pruned units zeroed.",
         "",
     ]
     header = ["units kept", "total", *(f"{r} (%)" for r in results["rankings"])]
-    if "information" in results["rankings"]:
-        header += ["speed-up", "max logit difference"]
+    header += [h for r in measured for h in (f"speed-up ({r})", f"max logit difference ({r})")]
     rows = []
     for p in results["curve"]:
         row = ["-".join(map(str, p["units"])), p["total"], *(f"{p['errors'][r]:.2f}" for r in results["rankings"])]
-        if "seconds" in p:
-            row += [f"{u['seconds'] / p['seconds']:.1f}x", f"{p['max_logit_difference']:.1e}"]
+        for r in measured:
+            n = p["networks"][r]
+            row += [f"{u['seconds'] / n['seconds']:.1f}x", f"{n['max_logit_difference']:.1e}"]
         rows.append(row)
     lines += [markdown_table(header, rows), ""]
     t = results["targets"]
-    if "error_bound" in t:
-        best = t["smallest_within_bound"]
-        found = "none" if best is None else f"{'-'.join(map(str, best['units']))} at {best['error']:.2f}%"
+    if t["by_ranking"]:
+        lines += ["## Targets", ""]
+        for ranking, found in t["by_ranking"].items():
+            best = found["smallest_within_bound"]
+            where = "none" if best is None else f"{'-'.join(map(str, best['units']))} at {best['error']:.2f}%"
+            lines += [
+                f"- {ranking}: smallest network within {t['error_bound']:.2f}% error (<= {TARGET_ERROR}% and <= "
+                f"unpruned + {TARGET_GAP} points): {where}; at most {'-'.join(map(str, TARGET_UNITS))} units: "
+                f"{'yes' if found['within_target_units'] else 'no'}; at or below magnitude pruning at every "
+                f"point: {'yes' if found['at_or_below_magnitude_everywhere'] else 'no'}",
+            ]
         lines += [
-            "## Targets",
-            "",
-            f"- smallest information-pruned network within {t['error_bound']:.2f}% error (<= {TARGET_ERROR}% and "
-            f"<= unpruned + {TARGET_GAP} points): {found}",
-            f"- at most {'-'.join(map(str, TARGET_UNITS))} units: {'yes' if t['within_target_units'] else 'no'}",
-            f"- information at or below magnitude pruning at every point: "
-            f"{'yes' if t['beats_magnitude_everywhere'] else 'no'}",
             f"- reference: Bayesian Compression, LeNet-300-100 to {'-'.join(map(str, REFERENCE[0]))} at "
             f"{REFERENCE[1]}% error",
             "",
@@ -287,14 +293,15 @@ def render(results) -> str:
     return "\n".join(lines)
 
 
-def _figures(results, information, out: Path) -> list[str]:
+def _figures(results, measured, out: Path) -> list[str]:
     curves = {r: [(p["total"], p["errors"][r]) for p in results["curve"]] for r in results["rankings"]}
     marks = [(sum(REFERENCE[0]), REFERENCE[1], "Bayesian Compression (LeNet-300-100)")]
     title = f"{results['dataset']}, {'-'.join(map(str, results['widths']))} MLP"
     unpruned = results["unpruned"]["test_error"]
     paths = [diagnostics.pruning_curve(out / "figures" / "pruning_curve.png", curves, unpruned, title, marks)]
-    if information is not None:
-        paths.append(diagnostics.unit_information(out / "figures" / "unit_information.png",
-                                                  {k: v.numpy() for k, v in information.items()},
-                                                  title="mean information per unit (training set)"))  # fmt: skip
+    for ranking, values in measured.items():
+        name = "unit_information.png" if ranking == "information" else f"unit_information_{ranking}.png"
+        what = "KL against the prior" if ranking == "information" else "against a prior fitted to the unit"
+        paths.append(diagnostics.unit_information(out / "figures" / name, {k: v.numpy() for k, v in values.items()},
+                                                  title=f"information per unit, {what} (training set)"))  # fmt: skip
     return sorted(str(p.relative_to(out)) for p in paths)

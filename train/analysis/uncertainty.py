@@ -6,8 +6,10 @@ the test set (the post-hoc baseline), and averaged over T draws of the noise (T 
 dropout's learned noise, or binary dropout's masks: MC dropout), scored on the rest of the test set (NLL,
 Brier, ECE with 15 bins, error); and the detection of out-of-distribution sets by the predictive entropy,
 BALD and, for a network with latent sites, the information its representation carries about each input
-(AUROC, FPR at 95% TPR). Written to ``DIR``: ``uncertainty.json``, ``uncertainty.md``, ``measurements.nc``
-(every example's predictions and scores) and ``figures/`` (reliability diagrams, ROC curves).
+and its typicality (the Mahalanobis distance of the per-layer log-information from the held-out
+in-distribution examples'); AUROC, FPR at 95% TPR, on the test examples not held out. Written to
+``DIR``: ``uncertainty.json``, ``uncertainty.md``, ``measurements.nc`` (every example's predictions and
+scores) and ``figures/`` (reliability diagrams, ROC curves).
 """
 
 import json
@@ -188,14 +190,15 @@ def _measure(trainer, ood, samples, held_out, num_examples, noise_std, seed, dat
         seeded(seed)
         loader = ood_loader(name, trainer, limit=num_examples or n, noise_std=noise_std, seed=seed, data_dir=data_dir)
         outside[name] = predictive(trainer.ib, loader, samples)
-    measured["ood"] = out_of_distribution(inside, outside)
+    reference, scored = inside.subset(kept), inside.subset(evaluated)
+    measured["ood"] = out_of_distribution(scored, outside, reference)
     measured["ood_examples"] = {name: len(p.labels) for name, p in outside.items()}
-    groups = {"test": _dataset(inside, kept)}
-    groups.update({f"ood/{name}": _dataset(pred) for name, pred in outside.items()})
+    groups = {"test": _dataset(inside, reference, kept)}
+    groups.update({f"ood/{name}": _dataset(pred, reference) for name, pred in outside.items()})
     return measured, groups
 
 
-def _dataset(pred: Predictive, held_out: np.ndarray | None = None) -> xr.Dataset:
+def _dataset(pred: Predictive, reference: Predictive, held_out: np.ndarray | None = None) -> xr.Dataset:
     """The record's group of one data set's measurements: per example, the label, the noise-off
     log-probabilities, the averaged probabilities and BALD per number of draws, the information per site
     and every OOD score (and, for the test set, whether the example was held out for the temperature)."""
@@ -209,7 +212,7 @@ def _dataset(pred: Predictive, held_out: np.ndarray | None = None) -> xr.Dataset
     if pred.information:
         variables["information"] = (("site", "example"), np.stack(list(pred.information.values())))
         coords["site"] = list(pred.information)
-    for score, values in ood_scores(pred).items():
+    for score, values in ood_scores(pred, reference).items():
         variables[f"score_{score.replace('-', '_')}"] = (("example",), values)
     if held_out is not None:
         mask = np.zeros(len(pred.labels), dtype=np.int8)
@@ -265,8 +268,9 @@ def render(results: Mapping) -> str:
         f"# Uncertainty from the noise ({results['dataset']})",
         "",
         f"Draws of the noise: {', '.join(map(str, s['samples']))}; ECE over {s['ece_bins']} equal-width bins; the "
-        "temperature is fitted on a held-out part of the test set and every calibration figure is taken on the "
-        "rest. Detection: the OOD examples are the positives, higher scores say 'out of distribution'.",
+        "temperature (and the typicality of the information) is fitted on a held-out part of the test set and "
+        "every figure is taken on the rest. Detection: the OOD examples are the positives, higher scores say "
+        "'out of distribution'.",
         "",
         "## Calibration",
         "",
@@ -325,11 +329,12 @@ def _figures(results: Mapping, groups: Mapping[str, xr.Dataset], out: Path) -> l
         panels: dict[str, dict] = {}
         for label in results["runs"]:
             inside, outside = groups[f"{label}/test"], groups[f"{label}/ood/{name}"]
+            scored = inside["held_out"].values == 0  # the examples the detection was measured on
             for var in inside.data_vars:
                 if not var.startswith("score_"):
                     continue
                 score = var[len("score_") :].replace("_", "-")
-                fpr, tpr = scores.roc_curve(inside[var].values, outside[var].values)
+                fpr, tpr = scores.roc_curve(inside[var].values[scored], outside[var].values)
                 area = results["runs"][label]["ood"][name][score]["auroc"]
                 panels.setdefault(score, {})[label] = (fpr, tpr, area)
         paths.append(diagnostics.roc_curves(out / "figures" / f"roc-{name}.png", panels,

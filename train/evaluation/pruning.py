@@ -4,8 +4,9 @@ A unit whose information about the input stays near zero over a data set passes 
 needs: removing it gives a smaller deterministic network (the f heads only, the noise off). Here:
 
 - :func:`mean_unit_information`: each unit's KL against the prior, averaged over a data set;
-- :data:`RANKINGS`: the information, the norm of the incoming weights (magnitude pruning) and a random
-  order, and :func:`keep_masks`, the units each keeps at given counts per layer;
+- :func:`fitted_unit_information`: each unit's information against a prior fitted to it (no arbitrary zero);
+- :data:`RANKINGS`: the information (either), the norm of the incoming weights (magnitude pruning) and a
+  random order, and :func:`keep_masks`, the units each keeps at given counts per layer;
 - :func:`masked`: the original network with the pruned units' outputs zeroed (any architecture);
 - :class:`PrunedMLP`: the smaller network itself (a fully-connected encoder and a linear head), whose
   logits equal those of the masked original.
@@ -20,14 +21,17 @@ from torch.nn import functional as F
 
 from infodropout.guides.encoders import MLPEncoder
 from infodropout.guides.layers import NoisyLayer
+from infodropout.guides.noise import MultiplicativeLogNormal
 from infodropout.models.heads import LinearHead
 
 from .context import evaluating
-from .information import unit_information
+from .information import latent_distributions, unit_information
 from .sites import to_model
 
 #: How units are ranked for pruning (the most important kept first).
-RANKINGS = ("information", "magnitude", "random")
+RANKINGS = ("information", "fitted", "magnitude", "random")
+#: The rankings by a measured information (:func:`mean_unit_information`, :func:`fitted_unit_information`).
+MEASURED = ("information", "fitted")
 
 
 def noisy_layers(ib) -> dict[str, NoisyLayer]:
@@ -76,6 +80,56 @@ def mean_unit_information(ib, batches: Iterable) -> dict[str, torch.Tensor]:
     return {site: (total / n).cpu() for site, total in totals.items()}
 
 
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
+
+
+def fitted_unit_information(ib, batches: Iterable) -> dict[str, torch.Tensor]:
+    r"""
+    The information of every unit of every latent site against a prior fitted to it, over the examples of
+    ``batches`` (noise off upstream). Where the guide is Gaussian (``log z ~ N(m(x), s(x)**2)``, ``m = log f``
+    and ``s = alpha`` for information dropout; ``loc`` and ``scale`` for a Gaussian latent), among the inputs
+    where the unit is on (``f(x) > 0``; always, but for ReLU units), the Gaussian prior that minimises the mean
+    KL is the moment-matched one, ``N(E m, Var m + E s**2)``, and the minimum is::
+
+        I_on[u] = 1/2 log(Var_on[m_u] + E_on[s_u**2]) - E_on[log s_u]
+        I[u]    = H_b(p_u) + p_u I_on[u],      p_u = P(f_u(x) > 0),  H_b the binary entropy (nats)
+
+    the tightest such KL bound on ``I(x; z_u)``, plus the information in whether the unit is on. Unlike the
+    log-uniform prior's KL it has no arbitrary zero: a unit at the noise cap whose ``f`` varies over the data
+    still counts. 0 for a unit that is always off or constant with constant noise. Convolutional channels
+    pool their positions as samples and count ``H * W`` positions.
+    """
+    sums: dict[str, dict] = {}
+    with evaluating(ib):
+        for x, *_ in batches:
+            x = to_model(ib, x)
+            for site, q in latent_distributions(ib, x).items():
+                if isinstance(q, MultiplicativeLogNormal):
+                    on, loc, scale = q.base > 0, torch.log(q.base.clamp_min(torch.finfo(q.base.dtype).tiny)), q.scale
+                else:
+                    on, loc, scale = torch.ones_like(q.loc, dtype=torch.bool), q.loc, q.scale
+                positions = 1 if loc.dim() == 2 else loc[0, 0].numel()
+                on, loc, scale = (t.transpose(0, 1).flatten(1).double() for t in (on, loc, scale))  # (units, B*HW)
+                loc, scale = loc * on, torch.where(on > 0, scale, torch.ones_like(scale))
+                acc = sums.setdefault(site, {"positions": positions, "n": 0.0})
+                for key, value in (("on", on), ("m", loc), ("m2", loc.square()), ("s2", scale.square() * on),
+                                   ("log_s", torch.log(scale))):  # fmt: skip
+                    acc[key] = acc.get(key, 0) + value.sum(1)
+                acc["n"] += on.shape[1]
+    if not sums:
+        raise ValueError("batches: no examples (or no latent sites) to measure the information of the units on")
+    out = {}
+    for site, acc in sums.items():
+        count = acc["on"].clamp_min(1)
+        variance = (acc["m2"] / count - (acc["m"] / count).square()).clamp_min(0)
+        on_info = 0.5 * torch.log(variance + acc["s2"] / count) - acc["log_s"] / count
+        p = acc["on"] / acc["n"]
+        info = _binary_entropy(p) + p * on_info.clamp_min(0)
+        out[site] = (acc["positions"] * torch.where(acc["on"] > 0, info, torch.zeros_like(info))).cpu()
+    return out
+
+
 def incoming_norm(layer: NoisyLayer) -> torch.Tensor:
     """``||W_u||_2`` per unit of the layer's f head: the rows of a Linear weight ``(out, in)``, the filters
     of a Conv2d ``(out, in, kh, kw)`` (the first such module of a Sequential head)."""
@@ -89,16 +143,17 @@ def incoming_norm(layer: NoisyLayer) -> torch.Tensor:
 
 def unit_scores(ib, ranking: str, information: Mapping[str, torch.Tensor] | None = None, seed: int = 0) -> dict:
     """``{layer: (units,)}`` the score of every unit of every noisy layer under ``ranking`` (higher: kept
-    first): the mean information (``information``, from :func:`mean_unit_information`; latent layers only),
-    the norm of its incoming weights (``magnitude``), or a random order drawn from ``seed`` (``random``)."""
+    first): a measured information (``information`` or ``fitted``: the values of :func:`mean_unit_information`
+    or :func:`fitted_unit_information`, given as ``information``; latent layers only), the norm of its
+    incoming weights (``magnitude``), or a random order drawn from ``seed`` (``random``)."""
     layers = noisy_layers(ib)
-    if ranking == "information":
+    if ranking in MEASURED:
         if information is None:
-            raise ValueError("ranking='information': give the units' information (mean_unit_information)")
+            raise ValueError(f"ranking={ranking!r}: give the units' measured information")
         missing = [name for name in layers if name not in information]
         if missing:
             raise ValueError(
-                f"ranking='information': layers {missing} carry no information cost (no latent site): "
+                f"ranking={ranking!r}: layers {missing} carry no information cost (no latent site): "
                 "rank them by magnitude or at random"
             )
         return {name: information[name] for name in layers}

@@ -186,3 +186,24 @@ def roc_curve(inside, outside) -> tuple[np.ndarray, np.ndarray]:
     fpr = 1.0 - np.searchsorted(sorted_in, thresholds, side="left") / len(inside)
     tpr = 1.0 - np.searchsorted(sorted_out, thresholds, side="left") / len(outside)
     return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
+
+
+def mahalanobis(reference, x) -> np.ndarray:
+    r"""
+    The squared Mahalanobis distance of every row of ``x (M, D)`` from the rows of ``reference (N, D)``::
+
+        d(x) = (x - mu)^T Sigma^+ (x - mu),     mu, Sigma: the mean and covariance (ddof 1) of ``reference``
+
+    (``Sigma^+`` the pseudo-inverse, so that a constant coordinate counts for nothing): a typicality score,
+    large where ``x`` is unlike the reference.
+    """
+    reference, x = (
+        np.atleast_2d(np.asarray(reference, dtype=np.float64)),
+        np.atleast_2d(np.asarray(x, dtype=np.float64)),
+    )
+    if reference.shape[0] < 2 or reference.shape[1] != x.shape[1]:
+        raise ValueError(f"reference {reference.shape} and x {x.shape}: expected (N >= 2, D) and (M, D)")
+    mu = reference.mean(0)
+    precision = np.linalg.pinv(np.atleast_2d(np.cov(reference, rowvar=False)))
+    centred = x - mu
+    return np.einsum("md,de,me->m", centred, precision, centred)

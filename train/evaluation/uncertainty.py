@@ -180,15 +180,27 @@ def calibration(pred: Predictive, held_out: np.ndarray, evaluation: np.ndarray, 
     return out
 
 
-def ood_scores(pred: Predictive) -> dict[str, np.ndarray]:
+#: Added to the information of a layer before its log (nats): a layer may carry none.
+LOG_INFORMATION_FLOOR = 1e-3
+
+
+def log_information(pred: Predictive) -> np.ndarray:
+    """``log(I_l(x) + 1e-3)`` per example and latent site, ``(N, L)``."""
+    return np.log(np.stack(list(pred.information.values()), axis=1) + LOG_INFORMATION_FLOOR)
+
+
+def ood_scores(pred: Predictive, reference: Predictive | None = None) -> dict[str, np.ndarray]:
     r"""
     The out-of-distribution scores of every example (higher: more likely out of distribution), with
     ``T = max(samples)``::
 
         entropy-noise-off = H[p_0(. | x)]         entropy-mc-T = H[p_T(. | x)]
         bald-mc-T         = BALD_T(x)             information  = sum_l KL(q(z_l | x) || p(z_l))
+        information-typicality = Mahalanobis distance of (log(I_l(x) + 1e-3))_l from the reference's
 
-    (``information`` only for a network with latent sites: a score only a network with learned noise has).
+    The two information scores exist only for a network with latent sites (scores only a network with learned
+    noise has); the typicality needs ``reference``, in-distribution examples other than those scored, whose
+    per-layer log-information gives the mean and covariance (:func:`~.scores.mahalanobis`).
     """
     t = pred.samples[-1]
     out = {
@@ -198,15 +210,20 @@ def ood_scores(pred: Predictive) -> dict[str, np.ndarray]:
     }
     if pred.information:
         out["information"] = np.sum(list(pred.information.values()), axis=0)
+        if reference is not None:
+            out["information-typicality"] = scores.mahalanobis(log_information(reference), log_information(pred))
     return out
 
 
-def out_of_distribution(inside: Predictive, outside: Mapping[str, Predictive]) -> dict:
+def out_of_distribution(
+    inside: Predictive, outside: Mapping[str, Predictive], reference: Predictive | None = None
+) -> dict:
     """``{set: {score: {"auroc", "fpr95"}}}``: every score of :func:`ood_scores` detecting each OOD set
-    (positives) among the in-distribution examples (negatives); see :func:`~.scores.detection`."""
-    in_scores = ood_scores(inside)
+    (positives) among the in-distribution examples ``inside`` (negatives); see :func:`~.scores.detection`.
+    ``reference``: in-distribution examples apart from ``inside`` that the typicality score is fitted on."""
+    in_scores = ood_scores(inside, reference)
     out = {}
     for name, pred in outside.items():
-        out_scores = ood_scores(pred)
+        out_scores = ood_scores(pred, reference)
         out[name] = {score: scores.detection(in_scores[score], out_scores[score]) for score in in_scores}
     return out

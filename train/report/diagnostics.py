@@ -15,7 +15,7 @@ def reliability_diagrams(path: Path, panels: Mapping[str, Mapping], title: str |
     """One reliability diagram per entry of ``panels`` (``{title: {"edges", "count", "confidence",
     "accuracy", "ece"}}``): the accuracy of each confidence bin as a bar against the diagonal of a calibrated
     predictor, the gap to the bin's mean confidence in red, and the bin's share of the examples below."""
-    fig = Figure(figsize=(3.2 * len(panels), 3.8))
+    fig = Figure(figsize=(3.2 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(2, len(panels), squeeze=False, gridspec_kw={"height_ratios": (3, 1)}, sharex=True)
     for c, (name, bins) in enumerate(panels.items()):
         edges = np.asarray(bins["edges"], dtype=float)
@@ -51,15 +51,16 @@ def reliability_diagrams(path: Path, panels: Mapping[str, Mapping], title: str |
 def roc_curves(path: Path, panels: Mapping[str, Mapping[str, tuple]], title: str | None = None) -> Path:
     """One panel per score (``{score: {series: (fpr, tpr, auroc)}}``): each series' ROC curve, its AUROC in the
     legend, the chance diagonal dotted."""
-    fig = Figure(figsize=(3.4 * len(panels), 3.4))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (score, curves) in zip(axes, panels.items(), strict=True):
+    fig = Figure(figsize=(3.4 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for c, (ax, (score, curves)) in enumerate(zip(axes, panels.items(), strict=True)):
         for i, (name, (fpr, tpr, area)) in enumerate(curves.items()):
             ax.plot(fpr, tpr, color=COLOURS[i % len(COLOURS)], label=f"{name} ({area:.3f})")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
         ax.set_title(score, fontsize="small")
         ax.set_xlabel("false-positive rate (in distribution)")
-        ax.set_ylabel("true-positive rate (OOD)")
+        if c == 0:
+            ax.set_ylabel("true-positive rate (OOD)")
         ax.legend(fontsize="x-small", loc="lower right")
     if title:
         fig.suptitle(title)

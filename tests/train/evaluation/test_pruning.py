@@ -5,6 +5,7 @@ import io
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
 
 from infodropout.models.kl import loguniform_kl
 from infodropout.models.zoo import build_network
@@ -13,6 +14,7 @@ from infodropout.train.evaluation.information import latent_distributions
 from infodropout.train.evaluation.pruning import (
     PrunedMLP,
     check_mlp,
+    fitted_unit_information,
     incoming_norm,
     keep_masks,
     masked,
@@ -123,3 +125,37 @@ def test_a_saved_pruned_network_loads_back_with_weights_only():
     again = PrunedMLP.from_file(torch.load(buffer, weights_only=True))
     x = torch.randn(5, 1, 8, 8)
     assert torch.equal(again(x), pruned(x)) and again.mean == [0.5] and again.widths == [64, 4, 3]
+
+
+def test_the_fitted_information_is_the_smallest_mean_kl_against_a_normal_prior_plus_the_on_off_entropy():
+    ib = _network()
+    batches = _batches(64, 16)
+    fitted = fitted_unit_information(ib, batches)
+    x = torch.cat([x for x, _ in batches])
+    with evaluating(ib):
+        q = latent_distributions(ib, x)["z2"]
+    on = q.base > 0
+    for u in range(q.base.shape[1]):
+        p = on[:, u].double().mean()
+        expected = -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))  # H_b(p)
+        if on[:, u].any():
+            m, s = torch.log(q.base[on[:, u], u]).double(), q.scale[on[:, u], u].double()
+            best = Normal(m.mean(), (m.var(unbiased=False) + s.square().mean()).sqrt())  # moment-matched
+            kl = kl_divergence(Normal(m, s), best).mean()
+            for other in (Normal(m.mean() + 0.1, best.scale), Normal(m.mean(), 1.2 * best.scale)):
+                assert kl_divergence(Normal(m, s), other).mean() > kl  # it is the minimum
+            expected = expected + p * kl
+        assert fitted["z2"][u] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_the_fitted_information_is_zero_for_units_that_are_always_off_or_constant():
+    ib = _network()
+    layer = ib.encoder.layers[0]
+    with torch.no_grad():
+        layer.f_head.weight[:3] = 0.0
+        layer.f_head.bias[:2] = -1.0  # always off
+        layer.f_head.bias[2] = 2.0  # always on, f = 2 for every input
+        layer.alpha_head.weight[2] = 0.0  # and a constant noise scale
+    fitted = fitted_unit_information(ib, _batches())
+    assert torch.allclose(fitted["z1"][:3], torch.zeros(3, dtype=torch.float64), atol=1e-6)
+    assert (fitted["z1"][3:] > 0).any()

@@ -85,3 +85,14 @@ def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at():
     y = (probs.cumsum(1) > rng.random((len(probs), 1))).argmax(1)  # y ~ softmax(logits / T)
     assert scores.fit_temperature(logits, y) == pytest.approx(true_t, rel=0.05)
     assert np.allclose(scores.tempered(np.log(probs), 1.0), probs)  # log-probabilities are logits too
+
+
+def test_mahalanobis_equals_the_direct_formula_and_ignores_a_constant_coordinate():
+    rng = np.random.default_rng(4)
+    reference = rng.multivariate_normal([1.0, -2.0], [[2.0, 0.6], [0.6, 0.5]], size=500)
+    x = rng.normal(size=(7, 2))
+    mu, precision = reference.mean(0), np.linalg.inv(np.cov(reference, rowvar=False))
+    expected = [(v - mu) @ precision @ (v - mu) for v in x]
+    assert np.allclose(scores.mahalanobis(reference, x), expected)
+    constant = np.c_[reference, np.full(len(reference), 3.0)]
+    assert np.allclose(scores.mahalanobis(constant, np.c_[x, np.full(len(x), 3.0)]), expected, atol=1e-8)

@@ -94,3 +94,9 @@ def test_detection_scores_every_score_of_the_in_distribution_against_each_set():
     assert set(found["far"]) == {"entropy-noise-off", "entropy-mc-2", "bald-mc-2", "information"}
     s_in, s_out = ood_scores(inside)["information"], ood_scores(predictive(ib, far, samples=(2,)))["information"]
     assert found["far"]["information"]["auroc"] == pytest.approx(scores.auroc(s_in, s_out))
+    reference = predictive(ib, _batches(20, 5), samples=(2,))  # other in-distribution examples
+    typical = ood_scores(inside, reference)["information-typicality"]
+    logs = np.log(np.stack([reference.information[s] for s in ib.latent_sites], 1) + 1e-3)
+    mine = np.log(np.stack([inside.information[s] for s in ib.latent_sites], 1) + 1e-3)
+    assert np.allclose(typical, scores.mahalanobis(logs, mine))
+    assert "information-typicality" in out_of_distribution(inside, {"far": inside}, reference)["far"]
