@@ -9,7 +9,7 @@ import torch
 from infodropout.train.cli import main
 from infodropout.train.evaluation import read_record
 from infodropout.train.evaluation.pruning import PrunedMLP
-from infodropout.train.studies import EXPERIMENTS
+from infodropout.train.studies import EXPERIMENTS, StudyOptions
 from infodropout.train.studies.info_plane import pareto_front
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +86,9 @@ def test_info_plane_quick_keeps_every_epoch_of_every_run_and_draws_both_planes(r
         assert [e["test_nll"] for e in epochs] == [h["test_nll"] for h in history]
         if run["labels"]["model"] == "mlp":
             assert set(epochs[-1]["test_kl_authors"]) == {"z1", "z2"}
-    assert EXPERIMENTS["info-plane"].name == "info-plane"  # `reproduce info-plane` runs the same study
+    # `infodropout info-plane` is `reproduce info-plane`: the study its directory holds is the experiment's
+    study = EXPERIMENTS["info-plane"].build(StudyOptions(quick=True, device="cpu"))
+    assert json.loads((out / "study.json").read_text()) == json.loads(json.dumps(study.manifest()))
     for name in ("mlp_across_beta", "mlp_across_training", "vae_across_beta", "vae_across_training"):
         _png(out / "figures" / f"{name}.png")
     assert "Pareto front" in (out / "results.md").read_text()

@@ -128,9 +128,9 @@ def information_plane(
     """One panel per entry of ``panels`` (``{panel: {series: [(x, y, label), ...]}}``): each series' points
     in order, joined, the first hollow and the last filled, each labelled (a beta, an epoch) where the label
     is not empty; ``fronts`` (``{panel: [(x, y), ...]}``) drawn as a black step line (a Pareto front)."""
-    fig = Figure(figsize=(4.2 * len(panels), 3.8))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, series) in zip(axes, panels.items(), strict=True):
+    fig = Figure(figsize=(4.2 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for c, (ax, (name, series)) in enumerate(zip(axes, panels.items(), strict=True)):
         for i, (label, points) in enumerate(series.items()):
             colour = COLOURS[i % len(COLOURS)]
             xs, ys = [p[0] for p in points], [p[1] for p in points]
@@ -148,7 +148,8 @@ def information_plane(
         if logx:
             ax.set_xscale("symlog", linthresh=1e-2)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        if c == 0:
+            ax.set_ylabel(ylabel)
         ax.set_title(name, fontsize="small")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="xx-small")
