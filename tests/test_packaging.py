@@ -77,3 +77,15 @@ def test_a_dependency_for_another_python_is_declared_with_its_marker():
     tomli = [r for r in core if r.name == "tomli"]
     assert tomli and tomli[0].marker is not None and "python_version" in str(tomli[0].marker)
     assert "train/config.py" in _imports()["tomli"]  # the fallback for Python 3.10
+
+
+def test_every_package_of_the_source_is_installed():
+    """pyproject's package list holds every folder of guides/, models/ and train/ that is a package, so a
+    non-editable install misses none of them."""
+    declared = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for root in PACKAGE_DIRS:
+        for init in (REPO / root).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / root).parts
+            found.add(".".join(("infodropout", root, *parts)))
+    assert found == declared

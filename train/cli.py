@@ -1,4 +1,5 @@
-"""The ``infodropout`` command line: train, eval, resume, bench, demo, reproduce, compare-priors.
+"""The ``infodropout`` command line: train, eval, resume, bench, demo, reproduce, compare-priors, info-plane,
+uncertainty, prune.
 
 ``train``, ``resume`` and ``eval`` also run under torchrun (one run on several processes, see
 :mod:`~infodropout.train.distributed`)::
@@ -30,6 +31,8 @@ from infodropout.models.likelihoods import LIKELIHOODS
 from infodropout.models.priors import KL_CONVENTIONS, PRIORS
 
 from . import distributed
+from .analysis.prune import parse_keep, prune
+from .analysis.uncertainty import NOISE_STD, OOD_SETS, uncertainty
 from .bench import run_bench
 from .checkpoint import CheckpointError
 from .config import DATASETS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, read_config_file, resolve
@@ -41,8 +44,9 @@ from .files import write_json
 from .ownership import claim
 from .run import Interrupted, Trainer
 from .schedules import SCHEDULES
+from .studies import EXPERIMENTS
 from .studies.cli import COMMANDS as STUDY_COMMANDS
-from .studies.cli import StudyIncomplete, csv_list, finished, positive_int
+from .studies.cli import StudyIncomplete, add_study_options, csv_list, execute, finished, positive_int, study_options
 from .studies.cli import add_parsers as add_study_parsers
 from .studies.runner import StudyInterrupted
 from .threads import local_jobs, plan_threads, torch_threads
@@ -224,7 +228,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="a new directory for the runs (default: runs/demo[-N])")
     _add_threads(p, "each run")
     add_study_parsers(sub)  # reproduce, compare-priors
+    _add_info_plane_parser(sub)
+    _add_analysis_parsers(sub)
     return parser
+
+
+def _keep(text: str) -> list[int]:
+    try:
+        return parse_keep(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_info_plane_parser(sub) -> None:
+    """``info-plane``: the study of ``reproduce info-plane``, with its options as flags."""
+    p = sub.add_parser("info-plane", help="the information plane across beta and training (MNIST MLP, VAE): a study")
+    p.add_argument("--models", type=csv_list(str), metavar="M1,M2", help="of: mlp, vae (default: both)")
+    p.add_argument("--mlp-betas", type=csv_list(float), dest="mlp_betas", metavar="B1,B2",
+                   help="the MLP's betas per example (default: 1e-6,1e-5,5e-5,1e-4,1e-3,1e-2)")  # fmt: skip
+    p.add_argument("--vae-betas", type=csv_list(float), dest="vae_betas", metavar="B1,B2",
+                   help="the VAE's betas (default: 0.25,0.5,1,2,4,8)")  # fmt: skip
+    p.add_argument("--hidden", type=positive_int, help="width of the MLP's three layers (default: the preset's 1024)")
+    add_study_options(p)
+
+
+def _add_analysis_parsers(sub) -> None:
+    """``uncertainty`` and ``prune``: measurements of finished runs, written into a new directory."""
+    p = sub.add_parser(
+        "uncertainty", help="calibration and out-of-distribution detection of trained classifiers, from their noise"
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="finished classifier runs of one data set")
+    p.add_argument("--out", type=Path, required=True, help="a new directory for the tables, record and figures")
+    p.add_argument(
+        "--samples", type=csv_list(int), metavar="T1,T2", help="draws of the noise to average over (default: 1,10,50)"
+    )
+    p.add_argument(
+        "--ood", type=csv_list(str), metavar="SET1,SET2",
+        help=f"out-of-distribution sets, of: {', '.join(OOD_SETS)} (default: fashion-mnist for MNIST, noised and "
+        "occluded-cifar for CIFAR-10, else noised)",
+    )  # fmt: skip
+    p.add_argument("--held-out", type=positive_int, dest="held_out",
+                   help="test examples the temperature is fitted on (default: half); the rest are scored")  # fmt: skip
+    p.add_argument("--num-examples", type=positive_int, dest="num_examples",
+                   help="at most this many test and OOD examples (default: all)")  # fmt: skip
+    p.add_argument("--noise-std", type=_number, dest="noise_std", default=NOISE_STD,
+                   help=f"the Gaussian noise of the 'noised' set, in pixel units (default {NOISE_STD})")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="the split, the noised set and the noise draws")
+    p.add_argument("--quick", action="store_true", help="a smoke test: 1 and 5 draws, 200 examples")
+    add_data_dir_argument(p)
+    _add_threads(p, "the measurement")
+
+    p = sub.add_parser("prune", help="remove the units of a trained MLP whose information stays near zero")
+    p.add_argument("run_dir", type=Path, help="a finished fully-connected classifier run")
+    p.add_argument("--out", type=Path, required=True, help="a new directory for the curve, networks and figures")
+    p.add_argument(
+        "--keep", type=_keep, nargs="+", metavar="N1,N2,...",
+        help="units each layer keeps, one point of the curve each (default: the units above each information "
+        "threshold)",
+    )  # fmt: skip
+    p.add_argument("--thresholds", type=csv_list(float), metavar="NATS1,NATS2",
+                   help="without --keep: the information thresholds that make the points (nats)")  # fmt: skip
+    p.add_argument("--random-seeds", type=positive_int, default=3, dest="random_seeds",
+                   help="random orders averaged at each point (default 3)")  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="a smoke test: two thresholds, one timed pass")
+    add_data_dir_argument(p)
+    _add_threads(p, "the measurement")
 
 
 def _train(args) -> int:
@@ -344,6 +412,39 @@ def _study(args) -> int:
     return STUDY_COMMANDS[args.command](args)
 
 
+def _info_plane(args) -> int:
+    extra = {"models": args.models, "mlp_betas": args.mlp_betas, "vae_betas": args.vae_betas, "hidden": args.hidden}
+    options = study_options(args, **{k: v for k, v in extra.items() if v is not None})
+    return finished(execute(EXPERIMENTS["info-plane"], args, options))
+
+
+def _analysis_threads(args):
+    """torch's threads for a measurement (one process): ``--threads``, else the cores free here."""
+    plan = plan_threads(1, args.threads)
+    if plan.note:
+        print(f"infodropout {args.command}: {plan.note}", file=sys.stderr)
+    return torch_threads(plan.threads)
+
+
+def _uncertainty(args) -> int:
+    with _analysis_threads(args):
+        uncertainty(
+            args.run_dirs, args.out, samples=args.samples, ood=args.ood, held_out=args.held_out,
+            num_examples=args.num_examples, noise_std=args.noise_std, seed=args.seed, data_dir=args.data_dir,
+            quick=args.quick,
+        )  # fmt: skip
+    return 0
+
+
+def _prune(args) -> int:
+    with _analysis_threads(args):
+        prune(
+            args.run_dir, args.out, keep=args.keep, thresholds=args.thresholds, random_seeds=args.random_seeds,
+            data_dir=args.data_dir, quick=args.quick, timing_repeats=1 if args.quick else 5,
+        )  # fmt: skip
+    return 0
+
+
 COMMANDS = {
     "train": _train,
     "resume": _resume,
@@ -352,6 +453,9 @@ COMMANDS = {
     "demo": _demo,
     "reproduce": _study,
     "compare-priors": _study,
+    "info-plane": _info_plane,
+    "uncertainty": _uncertainty,
+    "prune": _prune,
 }
 
 

@@ -472,10 +472,11 @@ class Trainer:
             owner.release()
 
     @classmethod
-    def from_run_dir(cls, run_dir: Path, **kwargs) -> "Trainer":
+    def from_run_dir(cls, run_dir: Path, own: bool = True, **kwargs) -> "Trainer":
         """The run in ``run_dir``, restored from its ``config.json`` and ``checkpoint.pt``; a run that never
         saved a checkpoint (:func:`never_saved`) restarts from the beginning. The data are looked for
-        first where the run recorded having read them."""
+        first where the run recorded having read them. ``own=False`` reads the run without claiming its
+        directory (for a measurement that writes nothing there: the trainer must not train or save)."""
         run_dir = Path(run_dir)
         config_path = run_dir / "config.json"
         if run_dir.exists() and not run_dir.is_dir():
@@ -483,7 +484,7 @@ class Trainer:
         if not config_path.exists():
             raise ValueError(f"{run_dir}: not a run directory (no config.json)")
         launch = kwargs.get("world") or distributed.environment()
-        owner = claim(run_dir, "run directory", create=False) if launch.is_main else None
+        owner = claim(run_dir, "run directory", create=False) if launch.is_main and own else None
         try:
             trainer = cls._restore(run_dir, config_path, **kwargs)
         except BaseException:

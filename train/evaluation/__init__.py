@@ -18,6 +18,11 @@ One room per concern, each used by every caller (the training loop, the studies,
   encoded points with their classes, fresh FactorVAE votes); :mod:`.disentanglement`: the record they
   read and the metrics computed from it (:func:`evaluate`);
 - :mod:`.probe`: a linear probe on frozen features;
+- :mod:`.uncertainty`: a classifier's predictions over draws of its noise, BALD and the information per
+  example (:func:`~.uncertainty.predictive`), their calibration and out-of-distribution scores;
+- :mod:`.pruning`: the information of every unit over a data set, rankings, and the smaller network
+  cut out of a fully-connected classifier (:class:`~.pruning.PrunedMLP`);
+- :mod:`.scores`: NLL, Brier score, ECE, AUROC, FPR at 95% TPR, BALD, temperature scaling (pure NumPy);
 - :mod:`.record`: the one measured record per run (``measurements.nc``, named dimensions), written
   atomically; metrics and reports read it.
 """
@@ -36,7 +41,7 @@ from .encoding import (
 )
 from .factors import factor_sets, factor_vae_fresh, fresh_votes, sample_encoded
 from .generative import latent_traversals, prior_samples, reconstructions
-from .information import dimension_kl, information_maps
+from .information import dimension_kl, information_maps, latent_distributions, unit_information
 from .likelihood import iw_by_samples, log_importance_weights, sample_counts
 from .probe import features, linear_probe
 from .record import RECORD, inputs_from_record, read_record, write_record
@@ -62,6 +67,7 @@ __all__ = [
     "features",
     "fresh_votes",
     "information_maps",
+    "latent_distributions",
     "inputs_from_record",
     "iw_by_samples",
     "kl_divergences",
@@ -80,5 +86,6 @@ __all__ = [
     "sample_counts",
     "sample_encoded",
     "site_distribution",
+    "unit_information",
     "write_record",
 ]

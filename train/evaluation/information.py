@@ -12,8 +12,10 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 from infodropout.guides.layers import sampling
 from infodropout.guides.noise import LOG_BASE_FLOOR
-from infodropout.models.kl import kl_or_estimate, unit_kl
+from infodropout.models.kl import kl_or_estimate, loguniform_kl, unit_kl
 from infodropout.models.priors import MultivariateLogNormal
+
+from .sites import latent_layer
 
 
 def dimension_kl(ib, site: str, q, latent: str) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
@@ -72,3 +74,51 @@ def information_maps(ib, x: torch.Tensor) -> dict[str, torch.Tensor]:
             raise ValueError(f"site {site!r}: {err}") from None
         maps[site] = kl.sum(1)  # (B, h, w)
     return maps
+
+
+def latent_distributions(ib, x: torch.Tensor) -> dict:
+    """The guide's elementwise distribution at every latent site for the inputs ``x`` ``(B, ...)``, with
+    the noise off in every layer (each layer reads the noise-free output of the one before): ``{site:
+    q (B, *event)}``, from one pass of the encoder."""
+    layers = {site: latent_layer(ib, site)[1] for site in ib.latent_sites}
+    captured: dict[str, list] = {site: [] for site in layers}
+    handles = [
+        layer.register_forward_pre_hook(lambda module, args, site=site: captured[site].append(args[0]))
+        for site, layer in layers.items()
+    ]
+    try:
+        with poutine.block(), sampling(False):
+            ib.encoder(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for site, inputs in captured.items():
+        if len(inputs) != 1:
+            raise ValueError(f"site {site!r}: its layer ran {len(inputs)} times in one pass of the encoder")
+    return {site: layer.distribution(captured[site][0]) for site, layer in layers.items()}
+
+
+def unit_information(ib, x: torch.Tensor, kl_convention: str | None = None) -> dict[str, torch.Tensor]:
+    r"""
+    The information of every unit of every latent site about the input, with the noise off upstream::
+
+        info_l[b, u] = KL(q(z_l,u | f_{l-1}(x_b)) || p(z_l,u))        ``{site: (B, *event)}``, nats
+
+    where ``f_{l-1}(x)`` is the noise-free output of the layers before (:func:`latent_distributions`).
+    Log-uniform sites take ``kl_convention`` (None: the network's; ``"exact"``: a ReLU unit that is off
+    carries 0); other priors :func:`~infodropout.models.kl.unit_kl` (Monte Carlo where no KL is
+    registered). A prior that does not factorise over the units (correlated) has no KL per unit: a
+    one-line ``ValueError``.
+    """
+    convention = ib.kl_convention if kl_convention is None else kl_convention
+    loguniform = set(ib.loguniform_sites)
+    out = {}
+    for site, q in latent_distributions(ib, x).items():
+        if site in loguniform:
+            out[site] = loguniform_kl(q, convention)
+            continue
+        try:
+            out[site], _ = unit_kl(q, ib.model.prior(site, q.batch_shape[:1], q.batch_shape[1:]))
+        except ValueError as err:
+            raise ValueError(f"site {site!r}: {err}") from None
+    return out

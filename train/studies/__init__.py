@@ -9,11 +9,11 @@
   measurements their runs take after training, by name.
 """
 
-from . import cifar_widths, cluttered, mnist_sizes, occluded, priors, vae
+from . import cifar_widths, cluttered, info_plane, mnist_sizes, occluded, priors, vae
 from .experiment import Column, Experiment, StudyOptions, run_experiment, select
 from .runner import RunSpec, Study, StudyInterrupted, StudyResult, run_study
 
-#: The paper's experiments, as ``infodropout reproduce`` names them.
+#: The paper's experiments (and the information plane), as ``infodropout reproduce`` names them.
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         cluttered.EXPERIMENT,
         occluded.EXPERIMENT,
         vae.EXPERIMENT,
+        info_plane.EXPERIMENT,
     )
 }
 #: The priors study of ``infodropout compare-priors``.
