@@ -317,9 +317,30 @@ def bench_vae_priors(
                 project(x, None)
 
         variants = {"project": run_project, "handwritten": lambda hand=hand: hand(x, None)}
-        ms = _time_round_robin(variants, device, warmup, repeats)
+        steps = warmup
+        if device.type == "cuda":  # the study's steps on a GPU are graphed: so are both sides here
+            graphed_project = GraphedStep(TrainStep(ib, _capturable_adam(ib, device), NUM_DATA, device, "fp32"))
+            graphed_hand = GraphedStep(HandwrittenStep(VAE, ib, _capturable_adam(ib, device)))
+
+            def run_graphed(ib=ib, graphed=graphed_project):
+                if graphed.graph is not None:  # a replay runs no Python model code
+                    return graphed(x, None)
+                with training_context(ib):
+                    graphed(x, None)
+
+            variants["project_graph"] = run_graphed
+            variants["handwritten_graph"] = lambda graphed=graphed_hand: graphed(x, None)
+            steps = max(warmup, graphed_project.warmup + 2)  # capture before the timed rounds
+        ms = _time_round_robin(variants, device, steps, repeats)
         out[prior] = {"median_ms": ms, "ratio_vs_handwritten": ms["project"] / ms["handwritten"]}
+        if "project_graph" in ms:
+            out[prior]["graph_ratio_vs_handwritten_graph"] = ms["project_graph"] / ms["handwritten_graph"]
     return {"batch_size": batch, "input_shape": list(VAE_SHAPE), "priors": out}
+
+
+def _capturable_adam(ib, device: torch.device):
+    """Adam for a graphed step (its state on the device: capturable)."""
+    return make_optimizer("adam", ib.parameters(), VAE_LR, device=device, capturable=True)
 
 
 def step_flops(step: TrainStep, x: torch.Tensor, y: torch.Tensor | None = None) -> int:

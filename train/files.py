@@ -24,6 +24,8 @@ import numpy as np
 TMP_SUFFIX = ".tmp"
 #: The lock file a command holds a run or study directory by (see :mod:`infodropout.train.ownership`).
 LOCK_NAME = ".infodropout.lock"
+#: What a study writes beside a run (its report of a failed try, its log): no part of the run itself.
+BOOKKEEPING = ("failure.txt", "train.log")
 #: The files of a run that has saved something (a run directory holding none of them can be reused).
 RESULT_FILES = ("checkpoint.pt", "metrics.jsonl", "metrics.json", "eval.json")
 
@@ -98,11 +100,13 @@ def check_new_run_dir(path: Path) -> Path:
     """Refuse a run directory that exists and is not empty (nothing is ever overwritten), unless it holds
     a run that never saved anything (:func:`never_saved`): only its ``config.json`` is replaced. The
     temporary file of a write that was killed before its rename (:func:`interrupted_write`, e.g. a run
-    killed while writing its first ``config.json``) and the lock file count as nothing."""
+    killed while writing its first ``config.json``), the lock file and a study's :data:`BOOKKEEPING` (a
+    run that failed before writing anything is tried again) count as nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"run directory {path} is a file: choose another --out")
-    holds = path.is_dir() and any(not (interrupted_write(e) or e.name == LOCK_NAME) for e in path.iterdir())
+    ignored = (LOCK_NAME, *BOOKKEEPING)
+    holds = path.is_dir() and any(not (interrupted_write(e) or e.name in ignored) for e in path.iterdir())
     if holds and not never_saved(path):
         raise FileExistsError(
             f"run directory {path} exists and is not empty: choose another --out, or `infodropout resume {path}`"

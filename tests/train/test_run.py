@@ -618,3 +618,14 @@ def test_a_prior_plugin_trains_from_the_command_line_and_is_recorded_for_resume(
         assert metrics["kl_per_layer"]["z1"] > 0  # Monte Carlo: no KL is registered for it
     finally:
         unregister_prior("log-laplace")
+
+
+def test_a_run_directory_holding_only_a_studys_report_of_a_failed_try_is_taken_by_a_new_run(tmp_path):
+    """A study writes failure.txt (and train.log) into the directory of a run that failed before writing anything
+    of its own (e.g. its data were missing): --resume must be able to try that run again."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "failure.txt").write_text("Traceback ...\nDataNotFoundError: MNIST not found\n")
+    (run / "train.log").write_text("")
+    trainer = Trainer.start(_config(epochs=1), run, **_quiet())
+    assert (run / "config.json").is_file() and trainer.run_dir == run

@@ -124,6 +124,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--priors", type=csv_list(str), help="registered prior names (default: %(default)s)")
     p.add_argument("--betas", type=csv_list(float), help="KL weights per example, e.g. 1,2,4,8")
     p.add_argument("--steps", type=positive_int, help="optimiser steps per run (default: 300000)")
+    p.add_argument("--lr", type=float, help="Adam's learning rate (default: the dsprites-vae preset's, 5e-4)")
+    p.add_argument("--batch-size", type=positive_int, dest="batch_size", help="images per step (default: 64)")
     p.add_argument(
         "--curve-every", type=positive_int, dest="curve_every",
         help="steps between the points of each run's learning curve (default: a tenth of --steps)",
@@ -204,6 +206,8 @@ def compare_priors(args) -> int:
         "betas": args.betas,
         "steps": args.steps,
         "curve_every": args.curve_every,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
         "metrics": args.metrics,
         "metric_settings": args.metric_settings,
         "representation": args.representation,

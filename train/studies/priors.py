@@ -164,7 +164,11 @@ def build(options: StudyOptions) -> Study:
     steps = int(extra.get("steps") or (4 if options.quick else DEFAULT_STEPS))
     if options.epochs is not None:
         raise ValueError("compare-priors counts optimiser steps: give --steps, not --epochs")
-    batch_size = 16 if options.quick else preset["batch_size"]
+    batch_size = int(extra.get("batch_size") or (16 if options.quick else preset["batch_size"]))
+    lr = extra.get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"--lr {lr}: expected a positive number")
+    schedule = {} if lr is None else {"lr": float(lr)}
     epochs, num_train = steps_to_schedule(steps, batch_size, math.prod(FACTOR_SIZES))
     curve_every = int(extra.get("curve_every") or max(1, steps // (2 if options.quick else CURVE_POINTS)))
     curve_settings = MetricSettings(**settings).replace(**CURVE_SETTINGS).to_dict()
@@ -186,6 +190,7 @@ def build(options: StudyOptions) -> Study:
                     batch_size=batch_size,
                     num_test=64 if options.quick else None,
                     plugins=list(extra.get("plugins") or []),
+                    **schedule,
                 )
                 if seed == 0:
                     _check_network(config, bool(extra.get("likelihood", True)))
@@ -205,6 +210,7 @@ def build(options: StudyOptions) -> Study:
         "epochs": epochs,
         "num_train": num_train,
         "batch_size": batch_size,
+        "lr": lr,
         "metric_settings": "quick" if options.quick else extra.get("metric_settings") or "full",
         "representation": extra.get("representation") or "default (log-location; mean for the Gaussian VAE)",
         "readings": list(READINGS),
