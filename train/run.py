@@ -627,8 +627,9 @@ class Trainer:
     def measure_every(self, every: int, measure: Callable[["Trainer"], dict]) -> None:
         """Take ``measure(trainer) -> {name: number}`` every ``every`` optimiser steps: the points of the
         run's learning curve (``step``, ``epoch`` as a fraction, and the numbers). They are kept in the
-        checkpoint (a resumed run keeps its curve), written to ``curve.jsonl`` at every save and to
-        TensorBoard as ``curve/<name>`` at their step. The measurement runs with the training's random
+        checkpoint (a resumed run keeps its curve), written to ``curve.jsonl`` and to TensorBoard as
+        ``curve/<name>`` at their step, and a checkpoint is saved at each (a run of one long epoch, as the
+        priors study's, resumes from its last point). The measurement runs with the training's random
         state set aside, so that training is the same with or without it (one process only)."""
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every={every!r}: expected a number of steps >= 1")
@@ -648,6 +649,7 @@ class Trainer:
         if self.run_dir is not None:
             self._scalars = self._scalars or EpochScalars(self.run_dir)
             self._scalars.write({k: v for k, v in point.items() if k != "seconds"}, self.global_step, "curve/")
+            self.save()  # a checkpoint at every point: a run of one long epoch resumes from its last point
 
     def _stop_now(self, stop: "_StopFlag", asked: bool) -> bool:
         """Whether to stop after this step: ``asked`` (by the caller, the same on every rank), or Ctrl-C;
