@@ -103,6 +103,19 @@ def priors_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+#: The metrics whose verdicts the demo prints below its table.
+DEMO_VERDICTS = ("mig", "total_correlation", "log_likelihood")
+
+
+def verdict_lines(results: dict) -> str:
+    """What the table's differences mean: the study's verdicts on :data:`DEMO_VERDICTS` (with one seed only
+    the log-likelihood, over its images, can have an interval; the others say so)."""
+    rows = [v["line"] for v in results.get("verdicts", []) if v["metric"] in DEMO_VERDICTS]
+    if not rows:
+        return ""
+    return "\nwhat the differences mean (paired, 95% intervals):\n" + "\n".join(f"  {line}" for line in rows)
+
+
 def run_demo(
     epochs: int = 2,
     data_dir=None,
@@ -128,5 +141,6 @@ def run_demo(
     priors = run_priors(steps, device, out / "priors", quick, threads)
     print("\n" + classifier_table(classifiers))
     print("\n" + priors_table(priors))
+    print(verdict_lines(priors))
     print(f"\nreport: {out / 'priors' / 'report.md'}   runs: {out}")
     return {"classifiers": classifiers, "priors": priors}

@@ -348,6 +348,9 @@ def test_cli_demo_falls_back_to_digits_without_mnist(tmp_path, monkeypatch, caps
     table = out.split("prior ")[-1]
     for cell in priors["cells"]:
         assert f"{cell['labels']['prior']:<22}{cell['metrics']['mig']['mean']:>11.3f}" in table
+    # and what its differences mean: the study's verdicts, one line each
+    shown = [v["line"] for v in priors["verdicts"] if v["metric"] in ("mig", "total_correlation", "log_likelihood")]
+    assert len(shown) == 6 and all(f"  {line}\n" in table for line in shown)
     assert out.rstrip().splitlines()[-1] == f"report: {demo / 'priors' / 'report.md'}   runs: {demo}"
     assert (demo / "priors" / "report.md").is_file()
 
