@@ -31,7 +31,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from infodropout.train.metrics import total_correlation
-from infodropout.train.metrics.total_correlation import CASES, gaussian_case
+from infodropout.train.metrics.total_correlation import CASES, discrete_total_correlation, gaussian_case
 
 DSPRITES = (3, 6, 40, 32, 32)  # shape, scale, orientation, x, y
 SMALL_GRID = (3, 6, 10, 8, 8)
@@ -47,18 +47,7 @@ def grid_case(dims: int, sizes=SMALL_GRID, scale: float = 0.05, seed: int = 0):
     for d in range(dims):
         mixing[d, rng.choice(len(sizes), size=1 + d % 3, replace=False)] = 1
     loc = (factors @ mixing.T).astype(np.float64)
-    return loc, np.full(loc.shape, scale), discrete_tc(loc)
-
-
-def discrete_tc(points: np.ndarray) -> float:
-    """``sum_d H(P_d) - H(P)`` of the empirical distribution of the rows of ``points``."""
-
-    def entropy(counts):
-        p = counts / counts.sum()
-        return float(-(p * np.log(p)).sum())
-
-    joint = entropy(np.unique(points, axis=0, return_counts=True)[1])
-    return sum(entropy(np.unique(column, return_counts=True)[1]) for column in points.T) - joint
+    return loc, np.full(loc.shape, scale), discrete_total_correlation(loc)
 
 
 def timed(loc, scale, **kwargs):

@@ -401,13 +401,14 @@ CASES = {
 }
 
 
-def gaussian_case(dims: int, case: str, num_components: int, seed: int = 0):
+def gaussian_case(dims: int, case, num_components: int, seed: int = 0):
     """``(loc, scale, closed-form TC, closed-form I(x; z))`` of Gaussian codes of a known total correlation:
     posterior means ``loc_n ~ N(0, A)`` of ``num_components`` points (``A``: unit variances, correlation
     ``rho^|i-j|`` between the informative dimensions) and scales ``s`` (:data:`CASES`); as the number
     of components grows their mixture tends to ``S = N(0, A + diag s^2)``, whose TC is
-    ``(sum_d log S_dd - log det S) / 2`` and ``I(x; z) = (log det S - sum_d log s_d^2) / 2``."""
-    rho, s, informative = CASES[case]
+    ``(sum_d log S_dd - log det S) / 2`` and ``I(x; z) = (log det S - sum_d log s_d^2) / 2``. ``case``: a
+    name of :data:`CASES` or its ``(rho, s, informative)``."""
+    rho, s, informative = CASES[case] if isinstance(case, str) else case
     informative = dims if informative is None else min(dims, informative)
     i = np.arange(informative)
     a = np.zeros((dims, dims))
@@ -422,3 +423,14 @@ def gaussian_case(dims: int, case: str, num_components: int, seed: int = 0):
     tc = 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])
     info = 0.5 * (np.linalg.slogdet(cov)[1] - 2 * np.log(scales).sum())
     return loc, scale, float(tc), float(info)
+
+
+def discrete_total_correlation(points: np.ndarray) -> float:
+    """``sum_d H(P_d) - H(P)`` of the empirical distribution of the rows of ``points``."""
+
+    def entropy(counts):
+        p = counts / counts.sum()
+        return float(-(p * np.log(p)).sum())
+
+    joint = entropy(np.unique(points, axis=0, return_counts=True)[1])
+    return sum(entropy(np.unique(column, return_counts=True)[1]) for column in points.T) - joint

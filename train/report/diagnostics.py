@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .figures import COLOURS, save
+from .figures import COLOURS, finish_axes, save
 
 
 def reliability_diagrams(path: Path, panels: Mapping[str, Mapping], title: str | None = None) -> Path:
@@ -85,14 +85,7 @@ def pruning_curve(
     for units, error, text in marks:
         ax.scatter([units], [error], marker="*", s=80, color="black", zorder=3)
         ax.annotate(text, (units, error), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("units kept (all layers)")
-    ax.set_ylabel("test error (%)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, "units kept (all layers)", "test error (%)", title, logx=True, logy=True)
     return save(fig, path)
 
 
@@ -105,14 +98,7 @@ def unit_information(path: Path, information: Mapping[str, np.ndarray], floor: f
     for i, (name, values) in enumerate(information.items()):
         values = np.sort(np.asarray(values, dtype=float))[::-1]
         ax.plot(np.arange(1, len(values) + 1), np.maximum(values, floor), color=COLOURS[i % len(COLOURS)], label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("units, by rank")
-    ax.set_ylabel("mean information (nats)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize="small")
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, "units, by rank", "mean information (nats)", title, logx=True, logy=True)
     return save(fig, path)
 
 

@@ -40,6 +40,21 @@ def _draw_series(ax, series: Mapping[str, Sequence[tuple[float, Mapping]]]) -> N
         ax.legend(fontsize="small")
 
 
+def finish_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, logx=False, logy=False) -> None:
+    """Labels, log scales, a light grid, the legend where there are labelled lines, and the title."""
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both" if logx or logy else "major")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title)
+
+
 def line_plot(
     path: Path,
     series: Mapping[str, Sequence[tuple[float, Mapping]]],
@@ -55,14 +70,7 @@ def line_plot(
     fig = Figure(figsize=(5.5, 3.8))
     ax = fig.add_subplot()
     _draw_series(ax, series)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    finish_axes(ax, xlabel, ylabel, title, logx=logx, logy=logy)
     return save(fig, path)
 
 

@@ -2,6 +2,7 @@
 the report's reading of run directories."""
 
 import functools
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,29 @@ def scaled_milestones(epochs: int, preset_milestones=(40, 80), preset_epochs: in
     """The preset's learning-rate milestones at the same fractions of a shorter schedule (distinct, >= 1)."""
     marks = sorted({max(1, round(m * epochs / preset_epochs)) for m in preset_milestones})
     return [m for m in marks if m < epochs]
+
+
+def study_extras(options: StudyOptions, name: str, allowed: Sequence[str]) -> dict:
+    """The study's own options (``--set``), refused in one line where one is not among ``allowed``."""
+    extra = dict(options.extra)
+    unknown = sorted(set(extra) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {unknown}; it takes {', '.join(allowed)}")
+    return extra
+
+
+def number_list(name: str, key: str, value, *, positive: bool) -> list[float]:
+    """An option that takes one number or a list of them (``> 0`` with ``positive``, else ``>= 0``), as a
+    sorted list of distinct floats; anything else is a one-line error naming the study and the option."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    ok = values and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 if positive else v >= 0)
+        for v in values
+    )
+    if not ok:
+        what = "a positive number" if positive else "a number >= 0"
+        raise ValueError(f"{name}: {key}={value!r}: expected {what} or a list of them")
+    return sorted({float(v) for v in values})
 
 
 def no_options(options: StudyOptions, name: str) -> None:

@@ -16,14 +16,13 @@ across training, every epoch of every run (what each run's ``metrics.jsonl`` rec
 ``result.json`` and in ``results.json``).
 """
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from infodropout.train.report import diagnostics
 from infodropout.train.report.tables import markdown_table
 
-from .common import first_runs, scaled_milestones
+from .common import first_runs, number_list, scaled_milestones, study_extras
 from .experiment import Column, Experiment, StudyOptions
 from .runner import RunSpec, Study
 
@@ -47,25 +46,15 @@ PRESET = {"mlp": "mnist-mlp", "vae": "mnist-vae"}
 EXTRA = ("models", "mlp_betas", "vae_betas", "hidden")
 
 
-def _betas(name: str, value) -> list[float]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                             for v in values):  # fmt: skip
-        raise ValueError(f"{NAME}: {name}={value!r}: expected betas, numbers >= 0")
-    return sorted({float(v) for v in values})
-
-
 def build(options: StudyOptions) -> Study:
-    extra = dict(options.extra)
-    unknown = sorted(set(extra) - set(EXTRA))
-    if unknown:
-        raise ValueError(f"{NAME}: unknown option(s) {unknown}; it takes {', '.join(EXTRA)}")
+    extra = study_extras(options, NAME, EXTRA)
     models = extra.get("models") or list(MODELS)
     models = [models] if isinstance(models, str) else list(models)
     wrong = [m for m in models if m not in MODELS]
     if wrong or not models:
         raise ValueError(f"{NAME}: models={models!r}: expected some of {', '.join(MODELS)}")
-    betas = {m: _betas(f"{m}_betas", extra.get(f"{m}_betas", QUICK_BETAS[m] if options.quick else default))
+    betas = {m: number_list(NAME, f"{m}_betas", extra.get(f"{m}_betas", QUICK_BETAS[m] if options.quick else default),
+                            positive=False)
              for m, default in (("mlp", MLP_BETAS), ("vae", VAE_BETAS))}  # fmt: skip
     hidden = extra.get("hidden")
     if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1):

@@ -318,24 +318,19 @@ PLOTTED = (
 )
 
 
+#: The main table's columns: (result value, heading, decimals).
+COLUMNS = (
+    ("mig", "MIG", 3), ("mig_no_shape", "MIG (no shape)", 3), ("mig_mean", "MIG (mean reading)", 3),
+    ("factor_vae", "FactorVAE", 3), ("dci_disentanglement", "DCI D", 3), ("sap", "SAP", 3),
+    ("sap_mean", "SAP (mean reading)", 3), ("total_correlation", "TC (nats)", 2), ("active_units", "active", 1),
+    ("log_likelihood", "log p(x) PSIS", 1), ("khat_share_above", "k̂ > 0.7", 2), ("test_elbo", "test ELBO", 1),
+)  # fmt: skip
+
+
 def columns(study: Study) -> list[Column]:
     named = {metric for metric, _, _ in HEADLINES.values()}
     extra = dict.fromkeys(n for r in study.runs for n in r.options.get("metrics", ()) if n not in named)
-    return [
-        Column("mig", "MIG", 3),
-        Column("mig_no_shape", "MIG (no shape)", 3),
-        Column("mig_mean", "MIG (mean reading)", 3),
-        Column("factor_vae", "FactorVAE", 3),
-        Column("dci_disentanglement", "DCI D", 3),
-        Column("sap", "SAP", 3),
-        Column("sap_mean", "SAP (mean reading)", 3),
-        Column("total_correlation", "TC (nats)", 2),
-        Column("active_units", "active", 1),
-        Column("log_likelihood", "log p(x) PSIS", 1),
-        Column("khat_share_above", "k̂ > 0.7", 2),
-        Column("test_elbo", "test ELBO", 1),
-        *(Column(name.replace("-", "_"), name, 3) for name in extra),  # metrics registered by a user
-    ]
+    return [Column(*c) for c in COLUMNS] + [Column(n.replace("-", "_"), n, 3) for n in extra]  # a user's metrics
 
 
 def report(results: dict, out: Path) -> list[str]:

@@ -50,7 +50,6 @@ images next to their reconstructions with the noise off (the decoder's pixel mea
 ``loc(x)``).
 """
 
-import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,7 +74,7 @@ from infodropout.train.metrics.psis import likelihood_dataset
 from infodropout.train.report import figures
 from infodropout.train.report.tables import format_mean_std, markdown_table, summarise
 
-from .common import first_runs, mean_of, run_record
+from .common import first_runs, mean_of, number_list, run_record, study_extras
 from .experiment import Column, Experiment, StudyOptions
 from .runner import RunSpec, Study
 
@@ -109,26 +108,13 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-def _alpha_maxes(value) -> list[float]:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    ok = values and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
-    )
-    if not ok:
-        raise ValueError(f"{NAME}: alpha_max={value!r}: expected a positive number or a list of them")
-    return sorted({float(v) for v in values})
-
-
 def build(options: StudyOptions) -> Study:
-    extra = dict(options.extra)
-    unknown = sorted(set(extra) - set(EXTRA))
-    if unknown:
-        raise ValueError(f"{NAME}: unknown option(s) {unknown}; it takes {', '.join(EXTRA)}")
+    extra = study_extras(options, NAME, EXTRA)
     iw_samples = _positive_int("iw_samples", extra.get("iw_samples", QUICK_IW_SAMPLES if options.quick else IW_SAMPLES))
     iw_images = extra.get("iw_images")
     if iw_images is not None:
         iw_images = _positive_int("iw_images", iw_images)
-    alpha_maxes = _alpha_maxes(extra.get("alpha_max", ALPHA_MAX))
+    alpha_maxes = number_list(NAME, "alpha_max", extra.get("alpha_max", ALPHA_MAX), positive=True)
     save_weights = bool(extra.get("save_weights", options.quick))
     size = {k: v for k, v in QUICK.items() if k != "epochs"} if options.quick else {}
     epochs = options.epochs or (QUICK["epochs"] if options.quick else PRESETS["mnist-vae"]["epochs"])

@@ -14,35 +14,18 @@ tc_module = importlib.import_module("infodropout.train.metrics.total_correlation
 
 
 def gaussian_codes(dims: int, rho: float, s: float, informative: int, num_components: int, seed: int = 0):
-    """Posterior means ``loc ~ N(0, A)`` (``A``: correlation ``rho^|i-j|`` among the first ``informative``
-    dimensions, the rest collapsed: mean 0, scale 1) and scales ``s``: as N_c grows the mixture tends to
-    ``N(0, A + diag(scale^2))``, whose TC is ``(sum_d log S_dd - log det S) / 2``."""
+    """The module's Gaussian codes of a known TC, with their covariance's closed form computed here again."""
+    loc, scale, tc, _ = tc_module.gaussian_case(dims, (rho, s, informative), num_components, seed)
     i = np.arange(informative)
     a = np.zeros((dims, dims))
     a[:informative, :informative] = rho ** np.abs(i[:, None] - i[None])
-    scales = np.where(np.arange(dims) < informative, s, 1.0)
-    rng = np.random.default_rng(seed)
-    loc = np.zeros((num_components, dims))
-    loc[:, :informative] = (
-        rng.standard_normal((num_components, informative)) @ np.linalg.cholesky(a[:informative, :informative]).T
-    )
-    cov = a + np.diag(scales**2)
-    return loc, np.broadcast_to(scales, loc.shape).copy(), closed_form_tc(cov), cov
+    cov = a + np.diag(scale[0] ** 2)
+    assert tc == pytest.approx(closed_form_tc(cov), rel=1e-12)
+    return loc, scale, tc, cov
 
 
 def closed_form_tc(cov: np.ndarray) -> float:
     return 0.5 * (np.log(np.diag(cov)).sum() - np.linalg.slogdet(cov)[1])
-
-
-def discrete_tc(points: np.ndarray) -> float:
-    """``sum_d H(P_d) - H(P)`` of the empirical distribution of the rows of ``points``."""
-
-    def entropy(counts):
-        p = counts / counts.sum()
-        return float(-(p * np.log(p)).sum())
-
-    joint = entropy(np.unique(points, axis=0, return_counts=True)[1])
-    return sum(entropy(np.unique(column, return_counts=True)[1]) for column in points.T) - joint
 
 
 def factor_grid(dims: int, sizes=(3, 6, 10, 8, 8), seed: int = 0) -> np.ndarray:
@@ -84,7 +67,7 @@ def test_narrow_posteriors_on_a_whole_finite_data_set_are_exact(dims):
     """The hard case for a finite mixture, solved by passing the whole data set: narrow posteriors (scale
     0.05, values 1 apart) on a factor grid are separated peaks, whose TC is the discrete one."""
     loc = factor_grid(dims)
-    expected = discrete_tc(loc)
+    expected = tc_module.discrete_total_correlation(loc)
     result = total_correlation(loc, np.full(loc.shape, 0.05), num_samples=1_000, num_marginal_components=2_000)
     assert result["total_correlation"] == pytest.approx(expected, rel=0.10)
     assert abs(result["total_correlation"] - expected) <= 4 * result["standard_error"]
@@ -97,7 +80,7 @@ def test_a_subset_of_a_finite_data_set_is_biased_up_and_its_bounds_say_so():
     """A tenth of the same grid: its mixture's I(n; z) is capped at log N_c, so the TC comes out too large;
     the lower bound falls far below, flagging that more components are needed."""
     loc = factor_grid(10)
-    expected = discrete_tc(loc)
+    expected = tc_module.discrete_total_correlation(loc)
     rows = np.random.default_rng(1).choice(len(loc), size=len(loc) // 10, replace=False)
     scale = np.full(loc.shape, 0.05)
     result = total_correlation(loc[rows], scale[rows], num_data=len(loc), num_samples=1_000, seed=0)
