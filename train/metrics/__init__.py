@@ -30,7 +30,7 @@ from .registry import (
     unregister_metric,
 )
 from .sap import sap
-from .settings import FAST, FULL, SETTINGS, MetricSettings, get_settings
+from .settings import FAST, FULL, SETTINGS, STUDY, MetricSettings, get_settings
 from .total_correlation import total_correlation
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "METRICS",
     "NEEDS",
     "SETTINGS",
+    "STUDY",
     "Metric",
     "MetricInputs",
     "MetricSettings",

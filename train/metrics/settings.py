@@ -113,6 +113,11 @@ FAST = MetricSettings(
     iw_num_samples=100,
     iw_num_images=200,
 )
+#: The priors study's default: disentanglement_lib's points and votes, with DCI's boosting cut to 20 stages and
+#: the importance-weighted log-likelihood on 200 images of 200 samples, so that the final measurement costs
+#: about a tenth of a 30,000-step run on a CPU (``benchmarks/bench_measurement.py``); the report gives each
+#: number's standard error.
+STUDY = FULL.replace(dci_n_estimators=20, iw_num_images=200, iw_num_samples=200)
 #: Settings by name, as the command line uses them (``--quick`` is ``fast``).
 SETTINGS = {"full": FULL, "fast": FAST}
 
