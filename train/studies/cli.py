@@ -10,13 +10,14 @@ import torch
 
 from infodropout.train.config import import_plugins
 from infodropout.train.data import add_data_dir_argument
+from infodropout.train.engine import cpu_has_bf16
 from infodropout.train.evaluation import KINDS
 from infodropout.train.metrics import METRICS
 from infodropout.train.threads import plan_threads
 
 from . import COMPARE_PRIORS, EXPERIMENTS
 from .experiment import StudyOptions, run_experiment, select
-from .priors import METRIC_SETTINGS
+from .priors import METRIC_SETTINGS, PROTOCOLS
 from .runner import MAX_JOBS, dask_executor, scheduler_address
 
 
@@ -91,7 +92,7 @@ def add_study_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
         p.add_argument("--epochs", type=positive_int, help="epochs per run (default: the experiment's schedule)")
     p.add_argument("--quick", action="store_true", help="a smoke test: tiny grid, tiny data, one epoch")
     p.add_argument(
-        "--jobs", type=bounded_int(MAX_JOBS), default=1, help=f"runs at once (local worker processes, 1 to {MAX_JOBS})"
+        "--jobs", type=bounded_int(MAX_JOBS), help=f"runs at once (local worker processes, 1 to {MAX_JOBS}; default: 1)"
     )
     p.add_argument(
         "--scheduler",
@@ -122,11 +123,19 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("compare-priors", help="compare priors for disentanglement on dSprites (a study)")
     p.add_argument("--dataset", choices=("dsprites",), default="dsprites", help="data with known factors")
+    p.add_argument(
+        "--protocol", choices=list(PROTOCOLS),
+        help="a named set of the options below, measured to conclude on its machine (an option given wins): "
+        + "; ".join(f"{name}: {protocol.description}" for name, protocol in PROTOCOLS.items()),
+    )  # fmt: skip
     p.add_argument("--priors", type=csv_list(str), help="registered prior names (default: %(default)s)")
     p.add_argument("--betas", type=csv_list(float), help="KL weights per example, e.g. 1,2,4,8")
     p.add_argument("--steps", type=positive_int, help="optimiser steps per run (default: 300000)")
     p.add_argument("--lr", type=float, help="Adam's learning rate (default: the dsprites-vae preset's, 5e-4)")
     p.add_argument("--batch-size", type=positive_int, dest="batch_size", help="images per step (default: 64)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast in training (default: fp32)")
+    p.add_argument("--channels-last", action="store_true", dest="channels_last", default=None,
+                   help="channels-last convolutions in training")  # fmt: skip
     p.add_argument(
         "--curve-every", type=positive_int, dest="curve_every",
         help="steps between the points of each run's learning curve (default: a tenth of --steps)",
@@ -166,6 +175,7 @@ def execute(experiment, args, options) -> dict:
     ``--device cuda`` without a CUDA device here is refused before anything runs (with a scheduler the
     cluster's workers have the devices, and each run says so where it has none)."""
     address = scheduler_address(args.scheduler)
+    args.jobs = args.jobs or 1
     if address and args.jobs != 1:
         raise ValueError(f"--jobs {args.jobs} with --scheduler {address}: the cluster's workers set the parallelism")
     if args.device == "cuda" and not address and not torch.cuda.is_available():
@@ -204,14 +214,36 @@ def reproduce(args) -> int:
     return finished(execute(EXPERIMENTS[args.experiment], args, study_options(args, **dict(args.settings))))
 
 
+def apply_protocol(args) -> None:
+    """Fill the options ``args`` leaves unset from ``--protocol``'s (a protocol's bf16 becomes fp32, with a
+    note, on a CPU without bf16 arithmetic: there it would be emulated and slower)."""
+    if not args.protocol:
+        return
+    for name, value in PROTOCOLS[args.protocol].options.items():
+        if getattr(args, name) is None:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    if args.precision == "bf16" and on_cpu and not cpu_has_bf16():
+        args.precision = "fp32"
+        print(
+            f"infodropout compare-priors: --protocol {args.protocol} trains in bf16 where the CPU has bf16 "
+            "arithmetic; this one has not: fp32 (the study takes about 1.7 times as long)",
+            file=sys.stderr,
+        )
+
+
 def compare_priors(args) -> int:
+    apply_protocol(args)
     extra = {
+        "protocol": args.protocol,
         "priors": args.priors,
         "betas": args.betas,
         "steps": args.steps,
         "curve_every": args.curve_every,
         "lr": args.lr,
         "batch_size": args.batch_size,
+        "precision": args.precision,
+        "channels_last": args.channels_last,
         "metrics": args.metrics,
         "metric_settings": args.metric_settings,
         "representation": args.representation,

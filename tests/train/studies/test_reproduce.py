@@ -116,3 +116,43 @@ def test_a_directory_of_another_study_is_refused(tmp_path, data_dir, capsys):
     capsys.readouterr()
     assert main(["reproduce", "cifar-widths", *common, "--resume"]) == 2
     assert "holds the study 'mnist-sizes', not 'cifar-widths'" in capsys.readouterr().err
+
+
+def _protocol_args(*extra):
+    from infodropout.train.cli import build_parser
+
+    return build_parser().parse_args(["compare-priors", "--protocol", "cpu-2h", "--out", "unused", *extra])
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_a_protocol_fills_the_options_not_given_and_trains_in_fp32_on_a_cpu_without_bf16(has_bf16, monkeypatch, capsys):
+    from infodropout.train.studies import cli
+    from infodropout.train.studies.priors import PROTOCOLS
+
+    monkeypatch.setattr(cli, "cpu_has_bf16", lambda: has_bf16)
+    args = _protocol_args("--device", "cpu", "--seeds", "5", "--betas", "2,8")
+    cli.apply_protocol(args)
+    chosen = PROTOCOLS["cpu-2h"].options
+    assert args.seeds == 5 and args.betas == [2.0, 8.0]  # given: kept
+    assert (args.priors, args.steps, args.lr, args.jobs, args.threads) == (
+        chosen["priors"], chosen["steps"], chosen["lr"], chosen["jobs"], chosen["threads"]
+    )  # fmt: skip
+    assert args.precision == ("bf16" if has_bf16 else "fp32") and args.channels_last is True
+    err = capsys.readouterr().err
+    assert ("this one has not: fp32" in err) != has_bf16
+    assert args.priors is not chosen["priors"]  # a copy: the protocol is not changed by the run
+
+
+def test_compare_priors_protocol_quick_runs_its_grid_and_records_its_name(tmp_path):
+    out = tmp_path / "priors"
+    args = ["compare-priors", "--protocol", "cpu-2h", "--quick", "--device", "cpu", "--out", str(out)]
+    small = ["--steps", "4", "--batch-size", "16", "--seeds", "1", "--jobs", "1", "--precision", "fp32"]
+    assert main([*args, *small]) == 0
+    study = json.loads((out / "results.json").read_text())
+    assert study["settings"]["protocol"] == "cpu-2h" and study["settings"]["lr"] == 5e-4
+    assert {(c["labels"]["prior"], c["labels"]["beta"]) for c in study["cells"]} == {
+        ("factorised", 4.0),
+        ("correlated", 4.0),
+    }
+    config = json.loads((out / "runs" / "factorised-b4-s0" / "config.json").read_text())["config"]
+    assert config["lr"] == 5e-4 and config["channels_last"] is True and config["precision"] == "fp32"
