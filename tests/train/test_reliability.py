@@ -760,3 +760,50 @@ def test_every_bad_input_is_one_line(case, isolated, finished_run, capsys, monke
     assert line.startswith("infodropout")
     after = _snapshot(isolated)
     assert after == before, f"files changed: {sorted(set(after.items()) ^ set(before.items()))[:4]}"
+
+
+# -- a study's process killed: its local workers stop too -----------------------------------------------
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_study_killed_stops_its_workers_and_frees_their_run_directories(isolated):
+    """SIGKILL (or SIGTERM) reaches the study's process, not its local workers: each notices its study is
+    gone, stops its run as Ctrl-C would, and exits, so that no orphan trains on holding a run directory."""
+    out = isolated / "S"
+    study = _spawn("compare-priors", "--quick", "--priors", "factorised,correlated", "--betas", "4", "--steps",
+                   "100000", "--metrics", "mig", "--no-likelihood", "--jobs", "2", "--threads", "1", "--device",
+                   "cpu", "--out", out)  # fmt: skip
+    runs = [out / "runs" / f"{prior}-b4-s0" for prior in ("factorised", "correlated")]
+
+    def owners() -> list[int] | None:
+        try:
+            return [int((run / LOCK_NAME).read_text().split()[0]) for run in runs]
+        except (OSError, ValueError, IndexError):
+            return None
+
+    try:
+        _wait_for(lambda: owners() is not None and study.pid not in owners(), study, "both runs to start", 300)
+        workers = owners()
+        time.sleep(1.0)
+        study.kill()
+        study.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in workers), f"workers {workers} still running a minute after their study"
+    finally:
+        study.kill()
+        for pid in owners() or []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        study.communicate(timeout=60)  # its pipes, which the workers held too
+    for run in runs:  # free again: claimed and released by this process
+        claim(run, create=False).release()

@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import sys
 import threading
 import time
@@ -311,8 +312,12 @@ def execute_run(payload: Mapping) -> dict:
     finished = read_result(run_dir)
     if finished is not None:
         return finished
-    with torch_threads(int(payload["threads"]) if payload.get("threads") else None):
-        return _train_and_measure(spec, run_dir)
+    _RUNNING.set()
+    try:
+        with torch_threads(int(payload["threads"]) if payload.get("threads") else None):
+            return _train_and_measure(spec, run_dir)
+    finally:
+        _RUNNING.clear()
 
 
 def _train_and_measure(spec: RunSpec, run_dir: Path) -> dict:
@@ -386,14 +391,37 @@ class _RunLog:
 # -- executors -----------------------------------------------------------------------------------------
 
 
+#: Set while this process trains or measures a run (:func:`execute_run`).
+_RUNNING = threading.Event()
+#: Seconds a local worker whose study process is gone gives its run to stop and keep its checkpoint.
+ORPHAN_GRACE = 120.0
+
+
 def _init_worker(devices: Sequence[int], counter) -> None:
-    """In a local worker process: its own GPU where there are several. (It inherits ``OMP_WAIT_POLICY`` from
-    this process's environment, set when :mod:`infodropout.train` was imported: see there.)"""
+    """In a local worker process: its own GPU where there are several, and a watch on the study's process.
+    (It inherits ``OMP_WAIT_POLICY`` from this process's environment, set when :mod:`infodropout.train` was
+    imported: see there.)"""
     if devices:
         with counter.get_lock():
             index = counter.value
             counter.value += 1
         torch.cuda.set_device(devices[index % len(devices)])
+    threading.Thread(target=_follow_parent, args=(os.getppid(),), name="follow-study", daemon=True).start()
+
+
+def _follow_parent(parent: int, poll: float = 0.5) -> None:
+    """In a local worker: once the study's process ``parent`` is gone (a SIGTERM or SIGKILL, which its workers
+    do not receive), stop as Ctrl-C stops a run (at the next step, its checkpoint kept for ``--resume``; a
+    measurement is abandoned) and exit, rather than train on for a study that nobody collects, holding the
+    run's directory. The worker exits at the latest :data:`ORPHAN_GRACE` seconds after the interruption."""
+    while os.getppid() == parent:
+        time.sleep(poll)
+    if _RUNNING.is_set():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + ORPHAN_GRACE
+        while _RUNNING.is_set() and time.monotonic() < deadline:
+            time.sleep(poll)
+    os._exit(130)  # the status of an interruption; nothing is waiting for this process's result
 
 
 def local_executor(jobs: int, device: str = "auto") -> cf.Executor:
