@@ -428,6 +428,8 @@ def _judged(row: dict | None, sign: int) -> str:
     if row.get("excludes_zero"):
         return "met" if row["estimate"] * sign > 0 else "missed"
     mean = "in the mean" if row["estimate"] * sign > 0 else "not even in the mean"
+    if not all(isinstance(row.get(end), (int, float)) and math.isfinite(row[end]) for end in ("low", "high")):
+        return f"{side} {mean}; no interval (one seed)"
     return f"{side} {mean}, not distinguishable ({row['low']:+.3f}, {row['high']:+.3f})"
 
 

@@ -156,3 +156,15 @@ def test_compare_priors_protocol_quick_runs_its_grid_and_records_its_name(tmp_pa
     }
     config = json.loads((out / "runs" / "factorised-b4-s0" / "config.json").read_text())["config"]
     assert config["lr"] == 5e-4 and config["channels_last"] is True and config["precision"] == "fp32"
+
+
+def test_a_target_reads_its_verdict_met_missed_or_not_distinguishable():
+    from infodropout.train.studies.priors import _judged
+
+    assert _judged({"estimate": 0.1, "low": 0.02, "high": 0.2, "excludes_zero": True}, +1) == "met"
+    assert _judged({"estimate": 0.1, "low": 0.02, "high": 0.2, "excludes_zero": True}, -1) == "missed"
+    spans = {"estimate": -0.01, "low": -0.05, "high": 0.03, "excludes_zero": False}
+    assert _judged(spans, +1) == "higher not even in the mean, not distinguishable (-0.050, +0.030)"
+    one_seed = {"estimate": 0.01, "low": float("nan"), "high": float("nan"), "excludes_zero": False}
+    assert _judged(one_seed, +1) == "higher in the mean; no interval (one seed)"
+    assert _judged(None, +1) == "–"
