@@ -84,7 +84,7 @@ class Protocol:
 
 
 #: The named protocols. ``cpu-2h``: the question the study exists for (does the factorised prior give a more
-#: disentangled representation than the correlated one?) on 2 CPU cores in about two hours. Measured for it
+#: disentangled representation than the correlated one?) on 2 CPU cores in under two hours. Measured for it
 #: (6,000-step calibration runs and their learning curves): Adam's 5e-4 beats 1e-3 on MIG (0.049 vs 0.023-0.031),
 #: beta 4 beats 16 (MIG ~0.01: too few active units), batch 64 (the literature's) keeps the step count; three
 #: seeds are the fewest a paired bootstrap interval is worth having on; bf16 with channels-last convolutions
@@ -95,7 +95,7 @@ PROTOCOL_CPU_STEPS = 2 * math.prod(FACTOR_SIZES) // 64
 PROTOCOLS = {
     "cpu-2h": Protocol(
         "factorised vs correlated, beta 4, 3 seeds, 23,040 steps each (two epochs; lr 5e-4, batch 64, bf16 "
-        "channels-last where the CPU has bf16), 2 runs at once on 1 thread each: about two hours on 2 CPU cores",
+        "channels-last where the CPU has bf16), 2 runs at once on 1 thread each: 99 minutes on 2 CPU cores",
         dict(
             priors=["factorised", "correlated"],
             betas=[4.0],
