@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 try:
     import tomllib
@@ -35,7 +34,7 @@ from infodropout.models.priors import KL_CONVENTIONS, PRIORS, priors_for
 from infodropout.models.zoo import ARCHITECTURES
 
 from .data import DATASETS as ARRAY_DATASETS
-from .engine import cpu_has_bf16
+from .engine import bf16_emulated
 from .errors import one_line, os_reason
 from .schedules import SCHEDULES
 
@@ -208,8 +207,7 @@ class TrainConfig:
                 f"channels_last=True with arch={self.arch!r}: the network has no convolutions to lay out "
                 f"channels-last (it applies to {', '.join(CONVOLUTIONAL)})",
             )
-        on_cpu = self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available())
-        if self.precision == "bf16" and on_cpu and not cpu_has_bf16():
+        if self.precision == "bf16" and bf16_emulated(self.device):
             raise OptionError(
                 "precision",
                 "precision='bf16' on the CPU: this CPU has no bf16 arithmetic (AVX512-BF16 or AMX-BF16 on x86, "

@@ -107,6 +107,13 @@ def cpu_has_bf16() -> bool:
     return any(name in words for name in BF16_FEATURES)
 
 
+def bf16_emulated(device: str) -> bool:
+    """Whether bf16 would be emulated on ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``, as a run resolves it):
+    it resolves to the CPU, and the CPU has no bf16 arithmetic (:func:`cpu_has_bf16`)."""
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return on_cpu and not cpu_has_bf16()
+
+
 class TrainStep:
     """One optimisation step of an :class:`InformationBottleneck` on a batch, with device accumulators.
 

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from infodropout.models.zoo import build_network
-from infodropout.train import config as config_module
 from infodropout.train.cli import main
 from infodropout.train.config import resolve
 from infodropout.train.engine import TrainStep, cpu_has_bf16, make_optimizer, training_context
@@ -151,7 +150,7 @@ def test_a_short_bf16_channels_last_run_reaches_the_fp32_runs_test_elbo():
 
 
 def test_cli_trains_a_dsprites_vae_in_bf16_channels_last_on_the_cpu_and_records_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(config_module, "cpu_has_bf16", lambda: True)  # the flags' path, on any CPU
+    monkeypatch.setattr("infodropout.train.engine.cpu_has_bf16", lambda: True)  # the flags' path, on any CPU
     seen = []
     original = nn.Conv2d._conv_forward
 
@@ -193,12 +192,12 @@ def test_cli_trains_a_dsprites_vae_in_bf16_channels_last_on_the_cpu_and_records_
     ],
 )
 def test_a_flag_that_cannot_apply_is_refused_in_one_line(flags, message, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(config_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("infodropout.train.engine.cpu_has_bf16", lambda: False)
     assert main(["train", *flags, "--device", "cpu", "--out", str(tmp_path / "r")]) == 2
     assert capsys.readouterr().err == f"infodropout train: {message}\n"
     assert not (tmp_path / "r").exists()
 
 
 def test_bf16_on_a_cuda_run_is_not_checked_against_the_cpu(monkeypatch):
-    monkeypatch.setattr(config_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("infodropout.train.engine.cpu_has_bf16", lambda: False)
     assert resolve("dsprites-vae", overrides={"device": "cuda", "precision": "bf16"}).precision == "bf16"

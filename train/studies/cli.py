@@ -10,7 +10,7 @@ import torch
 
 from infodropout.train.config import import_plugins
 from infodropout.train.data import add_data_dir_argument
-from infodropout.train.engine import cpu_has_bf16
+from infodropout.train.engine import bf16_emulated
 from infodropout.train.evaluation import KINDS
 from infodropout.train.metrics import METRICS
 from infodropout.train.threads import plan_threads
@@ -222,8 +222,7 @@ def apply_protocol(args) -> None:
     for name, value in PROTOCOLS[args.protocol].options.items():
         if getattr(args, name) is None:
             setattr(args, name, list(value) if isinstance(value, list) else value)
-    on_cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
-    if args.precision == "bf16" and on_cpu and not cpu_has_bf16():
+    if args.precision == "bf16" and bf16_emulated(args.device):
         args.precision = "fp32"
         print(
             f"infodropout compare-priors: --protocol {args.protocol} trains in bf16 where the CPU has bf16 "

@@ -129,7 +129,7 @@ def test_a_protocol_fills_the_options_not_given_and_trains_in_fp32_on_a_cpu_with
     from infodropout.train.studies import cli
     from infodropout.train.studies.priors import PROTOCOLS
 
-    monkeypatch.setattr(cli, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr("infodropout.train.engine.cpu_has_bf16", lambda: has_bf16)
     args = _protocol_args("--device", "cpu", "--seeds", "5", "--betas", "2,8")
     cli.apply_protocol(args)
     chosen = PROTOCOLS["cpu-2h"].options
