@@ -43,7 +43,8 @@ label axis, its values written as ``results.md`` shows them (``--grid beta=1e-06
   re-estimated on 20 batches, betas 1e-6, 3e-6, 1e-5 and 3e-5, 1 seed.
 - ``--quick``: a smoke test, :data:`QUICK` (width 1/16, 256 images, one epoch, two betas).
 
-``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device.
+``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device;
+``extra["num_train"]`` (``--set num_train=N``) runs it on N training images (a trend over data sizes).
 """
 
 import math

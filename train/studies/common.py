@@ -1,6 +1,7 @@
 """What several studies share: study sizes, schedules compressed, the extras of generated data sets, and
 the report's reading of run directories."""
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -81,9 +82,11 @@ class Setting:
 def choose_size(options: StudyOptions, name: str, sizes: Sequence[str] = ("cpu", "paper")) -> str:
     """``"quick"``, ``"cpu"`` or ``"paper"``: ``--quick``; else ``extra["size"]``; else ``"paper"`` on CUDA
     (``--device cuda``, or ``auto`` where a GPU is present) and ``"cpu"`` otherwise."""
-    unknown = sorted(set(options.extra) - {"size"})
+    unknown = sorted(set(options.extra) - {"size", "num_train"})
     if unknown:
-        raise ValueError(f"{name}: unknown option(s) {unknown}; it takes size ({' or '.join(sizes)})")
+        raise ValueError(
+            f"{name}: unknown option(s) {unknown}; it takes size ({' or '.join(sizes)}) and num_train (an integer >= 1)"
+        )
     if options.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"{name} --device cuda: no CUDA device is available here (the CPU-sized study: --device cpu)")
     size = options.extra.get("size")
@@ -101,9 +104,16 @@ def choose_size(options: StudyOptions, name: str, sizes: Sequence[str] = ("cpu",
 
 def sized(options: StudyOptions, name: str, sizes: Mapping[str, "Setting"], quick: "Setting", preset: Mapping):
     """A sized study's setting and schedule: ``(size, setting, epochs, milestones)`` for the size
-    :func:`choose_size` picks, ``--epochs`` or the setting's, and the preset's milestones scaled to them."""
+    :func:`choose_size` picks (its training images replaced by ``extra["num_train"]`` where given: the same
+    study on less or more data, to measure a trend over sizes), ``--epochs`` or the setting's, and the
+    preset's milestones scaled to them."""
     size = choose_size(options, name, tuple(sorted(sizes)))
     setting = quick if size == "quick" else sizes[size]
+    num_train = options.extra.get("num_train")
+    if num_train is not None:
+        if isinstance(num_train, bool) or not isinstance(num_train, int) or num_train < 1:
+            raise ValueError(f"{name}: num_train={num_train!r}: expected an integer >= 1")
+        setting = dataclasses.replace(setting, num_train=num_train)
     epochs = options.epochs or setting.epochs
     return size, setting, epochs, scaled_milestones(epochs, preset["milestones"], preset["epochs"])
 

@@ -43,7 +43,8 @@ beta (``--grid method=binary``).
   1 seed.
 - ``--quick``: a smoke test, :data:`QUICK` (width 0.05, 200 images, one epoch, two betas and binary).
 
-``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device.
+``StudyOptions.extra["size"]`` (``"cpu"`` or ``"paper"``) chooses the setting whatever the device;
+``extra["num_train"]`` (``--set num_train=N``) runs it on N training images (a trend over data sizes).
 """
 
 from collections.abc import Mapping, Sequence

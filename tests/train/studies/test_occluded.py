@@ -1,5 +1,6 @@
 """The ``occluded`` experiment: the nuisance probe on known representations, the grids, a quick study."""
 
+import dataclasses
 import json
 
 import pytest
@@ -105,6 +106,23 @@ def test_the_grids_hold_binary_dropout_and_a_beta_axis_with_zero():
     assert [r.name for r in select(cpu, {"method": ["binary"]}).runs] == ["binary-s0"]
     with pytest.raises(ValueError, match="occluded: size='gpu': expected one of cpu, paper"):
         exp.build(StudyOptions(extra={"size": "gpu"}))
+
+
+def test_num_train_gives_the_same_study_on_other_amounts_of_data():
+    """``--set num_train=N``: every run of the chosen size on N training images, all else the size's; recorded
+    in the study's settings (so a study directory of another size is refused on resume)."""
+    smaller = exp.build(StudyOptions(device="cpu", extra={"num_train": 5000}))
+    cpu = exp.build(StudyOptions(device="cpu"))
+    assert smaller.settings["num_train"] == 5000 and cpu.settings["num_train"] == 20_000
+    assert [r.name for r in smaller.runs] == [r.name for r in cpu.runs]
+    for small, full in zip(smaller.runs, cpu.runs, strict=True):
+        assert small.config.num_train == 5000
+        assert dataclasses.replace(small.config, num_train=20_000) == full.config
+    paper = exp.build(StudyOptions(device="cpu", extra={"size": "paper", "num_train": 30_000}))
+    assert {r.config.num_train for r in paper.runs} == {30_000} and paper.runs[0].config.epochs == 200
+    for bad in (0, -3, 2.5, "many", True):
+        with pytest.raises(ValueError, match=rf"occluded: num_train={bad!r}: expected an integer >= 1"):
+            exp.build(StudyOptions(device="cpu", extra={"num_train": bad}))
 
 
 def test_the_quick_study_writes_its_table_and_figure(tmp_path, data_dir):
