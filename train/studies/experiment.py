@@ -20,7 +20,7 @@ from infodropout.train.files import write_json, write_text
 from infodropout.train.ownership import claim
 from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
 
-from .runner import Study, StudyResult, machine, prepare_out, run_study
+from .runner import Study, StudyResult, machine, prepare_out, read_result, run_dir_of, run_study
 
 
 @dataclass
@@ -202,7 +202,8 @@ def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) 
     """``results.json`` (cells aggregated over seeds, every run, failures, machine) and ``results.md``."""
     study, out = outcome.study, Path(outcome.out)
     columns = list(experiment.columns(study))
-    cells = aggregate(outcome.results)
+    runs, joined = joined_results(outcome)
+    cells = aggregate(runs)
     results = {
         "study": study.name,
         "description": experiment.description,
@@ -213,7 +214,8 @@ def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) 
         "runs_total": len(study.runs),
         "runs_finished": len(outcome.results),
         "cells": cells,
-        "runs": outcome.results,
+        "runs": runs,
+        "joined": joined,
         "failures": outcome.failures,
     }
     sections = experiment.report(results, out) if experiment.report else []
@@ -221,6 +223,26 @@ def write_results(experiment: Experiment, outcome: StudyResult, seconds: float) 
     write_json(out / "results.json", json.loads(json.dumps(results, default=str)))
     write_text(out / experiment.report_name, render_markdown(results, columns, sections))
     return results
+
+
+def joined_results(outcome: StudyResult) -> tuple[list[dict], list[str]]:
+    """The results the study's table covers, in the grid's order: this selection's, and those of the grid's other
+    runs already finished in the directory (studies of other ``--grid`` selections of one grid share it, so the
+    table grows as they join); with the names of the latter."""
+    study, mine = outcome.study, {r["name"]: r for r in outcome.results}
+    if study.grid is None:
+        return list(outcome.results), []
+    selected = {r.name for r in study.runs}
+    runs, joined = [], []
+    for spec in study.grid:
+        result = mine.get(spec.name)
+        if result is None and spec.name not in selected:
+            result = read_result(run_dir_of(outcome.out, spec))
+            if result is not None:
+                joined.append(spec.name)
+        if result is not None:
+            runs.append(result)
+    return runs, joined
 
 
 def main_table(cells: Sequence[Mapping], columns: Sequence[Column]) -> str:
@@ -247,7 +269,13 @@ def render_markdown(results: Mapping, columns: Sequence[Column], sections: Seque
         results["description"],
         "",
         f"{results['runs_finished']} of {results['runs_total']} runs finished; {results['seconds']:.0f} s this "
-        f"session on {where}.",
+        f"session on {where}."
+        + (
+            f" The table also holds {len(results['joined'])} run{'s' if len(results['joined']) > 1 else ''} of "
+            "other selections finished earlier in this directory."
+            if results.get("joined")
+            else ""
+        ),
         f"Settings: `{json.dumps(results['settings'], sort_keys=True)}`"
         + (f"; selection: `{json.dumps(results['selection'], sort_keys=True)}`." if results["selection"] else "."),
         "Values are mean ± standard deviation over seeds (ddof 1); every seed's value is in results.json.",

@@ -118,6 +118,25 @@ def test_a_directory_of_another_study_is_refused(tmp_path, data_dir, capsys):
     assert "holds the study 'mnist-sizes', not 'cifar-widths'" in capsys.readouterr().err
 
 
+def test_selections_of_one_grid_join_its_directory_and_its_table(tmp_path, data_dir, capsys):
+    """``--grid`` runs part of a grid; a later selection joins the directory with ``--resume``, and the table then
+    covers both (the earlier runs read from their result.json, not run again), in the grid's order."""
+    out = tmp_path / "out"
+    common = ["--quick", "--device", "cpu", "--out", str(out), "--data-dir", str(data_dir), "--grid", "width=16"]
+    assert main(["reproduce", "mnist-sizes", *common, "--grid", "method=binary"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in first["runs"]] == ["binary-w16-s0"] and first["joined"] == []
+    capsys.readouterr()
+    assert main(["reproduce", "mnist-sizes", *common, "--grid", "method=information", "--resume"]) == 0
+    both = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in both["runs"]] == ["information-w16-s0", "binary-w16-s0"]
+    assert both["joined"] == ["binary-w16-s0"] and both["runs"][1] == first["runs"][0]
+    assert (both["runs_finished"], both["runs_total"]) == (1, 1)  # this selection's, for the exit status
+    assert [c["labels"]["method"] for c in both["cells"]] == ["information", "binary"]
+    assert "also holds 1 run of other selections" in (out / "results.md").read_text()
+    assert "binary-w16-s0" not in capsys.readouterr().out  # read, not run again
+
+
 def _protocol_args(*extra):
     from infodropout.train.cli import build_parser
 
