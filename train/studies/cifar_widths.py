@@ -8,7 +8,7 @@ compressed to N epochs (milestones at the same fractions), for CPU-sized checks 
 
 from infodropout.train.config import PRESETS
 
-from .common import error_vs_width, no_options, scaled_milestones
+from .common import against_paper, error_vs_width, no_options, scaled_milestones
 from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
 from .runner import RunSpec, Study
 
@@ -42,7 +42,8 @@ def columns(study: Study) -> list[Column]:
 
 def report(results: dict, out) -> list[str]:
     error_vs_width(out, results, "fraction of All-CNN-32's filters", "CIFAR-10 (JPEG copy), All-CNN-32")
-    return []
+    data = "data: the offline JPEG copy of CIFAR-10 (quality about 75), not the original PNG-exact images"
+    return [against_paper(results, PRESETS["cifar-allcnn"], "cifar-allcnn", [data])]
 
 
 EXPERIMENT = Experiment(

@@ -24,6 +24,29 @@ def scaled_milestones(epochs: int, preset_milestones=(40, 80), preset_epochs: in
     return [m for m in marks if m < epochs]
 
 
+def against_paper(results: Mapping, preset: Mapping, preset_name: str, differences: Sequence[str] = ()) -> str:
+    """A report's section on how its runs' schedule differs from the paper's (the preset's): the epochs and the
+    learning-rate milestones it ran, the machine, and ``differences`` (one line each) where the study has more."""
+    epochs = results["settings"]["epochs"]
+    machine = results.get("machine") or {}
+    where = ", ".join(str(v) for v in (machine.get("platform"), f"{machine.get('cpus')} CPUs") if v)
+    where += "".join(f", {g}" for g in machine.get("gpus", []))
+    if epochs == preset["epochs"]:
+        schedule = f"the paper's schedule (the `{preset_name}` preset): {epochs} epochs"
+    else:
+        ours = ", ".join(map(str, scaled_milestones(epochs, preset["milestones"], preset["epochs"])))
+        ours = f"lr x0.1 after epochs {ours}" if ours else "no lr step (too few epochs)"
+        theirs = ", ".join(map(str, preset["milestones"]))
+        schedule = (
+            f"{epochs} epoch{'s' if epochs != 1 else ''}, {ours}: the paper's schedule (the `{preset_name}` preset: "
+            f"{preset['epochs']} epochs, lr x0.1 after {theirs}) compressed to the same fractions"
+        )
+    lines = ["## Against the paper's setting", "", f"- schedule: {schedule};", f"- machine: {where};"]
+    lines += [f"- {d};" for d in differences]
+    lines[-1] = lines[-1][:-1] + "."
+    return "\n".join(lines)
+
+
 def study_extras(options: StudyOptions, name: str, allowed: Sequence[str]) -> dict:
     """The study's own options (``--set``), refused in one line where one is not among ``allowed``."""
     extra = dict(options.extra)

@@ -5,9 +5,10 @@ small networks. Three fully-connected layers of each width, the same optimiser a
 method (the ``mnist-mlp`` preset's Adam 1e-3, batch 100, lr x0.1 at one and two thirds of the epochs).
 """
 
+from infodropout.train.config import PRESETS
 from infodropout.train.report.tables import format_mean_std, markdown_table
 
-from .common import error_vs_width, no_options, scaled_milestones
+from .common import against_paper, error_vs_width, no_options, scaled_milestones
 from .experiment import TEST_ERROR, Column, Experiment, StudyOptions, information_columns
 from .runner import RunSpec, Study
 
@@ -49,7 +50,7 @@ def columns(study: Study) -> list[Column]:
 
 def report(results: dict, out) -> list[str]:
     error_vs_width(out, results, "width (units per layer)", "MNIST, 3 fully-connected layers")
-    return [_information_table(results)]
+    return [_information_table(results), against_paper(results, PRESETS["mnist-mlp"], "mnist-mlp")]
 
 
 def _information_table(results: dict) -> str:

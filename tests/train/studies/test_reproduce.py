@@ -27,6 +27,11 @@ def test_reproduce_mnist_sizes_quick_writes_tables_and_a_figure(tmp_path, data_d
     assert "kl_per_layer.z3" in cells["vib"]["metrics"] and "kl_total" not in cells["binary"]["metrics"]
     table = (out / "results.md").read_text()
     assert "| information | 16 |" in table and "## Information per layer" in table
+    assert (
+        "- schedule: 1 epoch, no lr step (too few epochs): the paper's schedule (the `mnist-mlp` preset: 120 "
+        "epochs, lr x0.1 after 40, 80) compressed to the same fractions;" in table
+    )
+    assert "- machine: " in table and "CPUs" in table
     _png(out / "figures" / "test_error_vs_width.png")
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("[") and "test_error" in line for line in lines) == 4
@@ -39,6 +44,9 @@ def test_reproduce_cifar_widths_quick(tmp_path, data_dir):
     results = json.loads((out / "results.json").read_text())
     assert {c["labels"]["method"] for c in results["cells"]} == {"information", "binary"}
     _png(out / "figures" / "test_error_vs_width.png")
+    table = (out / "results.md").read_text()
+    assert "## Against the paper's setting" in table and "200 epochs, lr x0.1 after 80, 120, 160" in table
+    assert "- data: the offline JPEG copy of CIFAR-10" in table
 
 
 def test_compare_priors_quick_writes_the_report_the_metrics_and_the_arviz_files(tmp_path):
