@@ -17,6 +17,7 @@ like the experiments' (``results.json``, ``results.md``; ``--resume`` continues 
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from infodropout.train.files import write_json, write_text
 from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
 from infodropout.train.studies import RunSpec, Study, run_study
 from infodropout.train.studies.common import scaled_milestones
+from infodropout.train.studies.runner import machine
 
 #: variant -> (what it changes, config overrides)
 VARIANTS = {
@@ -57,6 +59,27 @@ def build(width: int, seeds: int, epochs: int, num_train: int | None = None) -> 
     return Study("ablate-mnist", runs, primary="test_error", description=__doc__.split("\n\n")[0], settings=settings)
 
 
+def paired_differences(results) -> dict:
+    """variant -> the summary (mean, std over seeds, values) of its test error minus the preset's at the same
+    seed, over the seeds both finished."""
+    by = {(r["labels"]["variant"], r["seed"]): r["values"]["test_error"] for r in results}
+    out = {}
+    for variant in VARIANTS:
+        diffs = [by[variant, s] - by["preset", s] for v, s in by if v == variant and ("preset", s) in by]
+        if diffs and variant != "preset":
+            mean = sum(diffs) / len(diffs)
+            std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else None
+            out[variant] = {"mean": mean, "std": std, "n": len(diffs), "values": diffs}
+    return out
+
+
+def _signed(summary) -> str:
+    if not summary:
+        return "–"
+    spread = "" if summary["std"] is None else f" ± {summary['std']:.2f}"
+    return f"{summary['mean']:+.2f}{spread}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True)
@@ -71,13 +94,24 @@ def main(argv=None) -> int:
     study = build(a.width, a.seeds, a.epochs, a.num_train)
     outcome = run_study(study, a.out, jobs=a.jobs, threads=a.threads, resume=a.resume, device="cpu")
     aggregated = aggregate(outcome.results)
-    write_json(Path(a.out) / "results.json", {"settings": study.settings, "cells": aggregated, "runs": outcome.results})
+    paired = paired_differences(outcome.results)
+    record = {"settings": study.settings, "cells": aggregated, "paired": paired, "runs": outcome.results}
+    write_json(Path(a.out) / "results.json", record)
     cells = {c["labels"]["variant"]: c for c in aggregated}
     rows = [[v, what, format_mean_std(cells[v]["metrics"].get("test_error"), 2) if v in cells else "–",
+             _signed(paired.get(v)),
              format_mean_std(cells[v]["metrics"].get("kl_total"), 0) if v in cells else "–"]
             for v, (what, _) in VARIANTS.items()]  # fmt: skip
-    table = markdown_table(["variant", "change", "test error (%)", "information (nats/example)"], rows)
-    head = f"# What moves the error at width {a.width}\n\n{a.seeds} seeds, {a.epochs} epochs (x3 for 'epochs x3')."
+    header = ["variant", "change", "test error (%)", "minus the preset's, same seed", "information (nats/example)"]
+    table = markdown_table(header, rows)
+    m = machine()
+    milestones = ", ".join(map(str, scaled_milestones(a.epochs)))
+    head = (
+        f"# What moves the error at width {a.width}\n\n{a.seeds} seeds, {a.epochs} epochs (x3 for 'epochs x3'), lr "
+        f"x0.1 after epochs {milestones or '(none)'}: the `mnist-mlp` preset's 120 epochs (lr x0.1 after 40, 80) "
+        f"compressed; {'all' if a.num_train is None else a.num_train} training images; on {m['platform']}, "
+        f"{m['cpus']} CPUs, torch {m['torch']}, one thread per run."
+    )
     text = f"{head}\n\n{table}\n"
     write_text(Path(a.out) / "results.md", text)
     print(text)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_the_occluded_trend_names_what_it_cannot_read(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "exists and is not empty" in done.stderr
     assert [p.name for p in taken.iterdir()] == ["notes.txt"] and (taken / "notes.txt").read_text() == "mine"
+
+
+def test_the_mnist_ablation_runs_every_variant_and_pairs_each_with_the_preset_by_seed(tmp_path, data_dir):
+    out = tmp_path / "ablate"
+    args = ["--out", str(out), "--width", "8", "--seeds", "2", "--epochs", "1", "--num-train", "200"]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ablate_mnist.py"), *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "INFODROPOUT_DATA": str(data_dir)})  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = {(r["labels"]["variant"], r["seed"]): r for r in results["runs"]}
+    assert len(runs) == 9 * 2
+    assert runs["epochs x3", 0]["values"]["epoch"] == 3 and runs["preset", 0]["values"]["epoch"] == 1
+    assert runs["authors' KL", 1]["final"]["kl_convention"] == "authors"
+    for variant, paired in results["paired"].items():
+        expected = [
+            runs[variant, s]["values"]["test_error"] - runs["preset", s]["values"]["test_error"] for s in (0, 1)
+        ]
+        assert paired["values"] == expected and math.isclose(paired["mean"], sum(expected) / 2)
+    assert set(results["paired"]) == {v for v, _ in runs} - {"preset"}
+    text = (out / "results.md").read_text()
+    assert (
+        "lr x0.1 after epochs (none)" in text
+        and "120 epochs (lr x0.1 after 40, 80)" in text
+        and " CPUs, torch " in text
+    )
