@@ -17,16 +17,15 @@ like the experiments' (``results.json``, ``results.md``; ``--resume`` continues 
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from infodropout.train.config import resolve
 from infodropout.train.files import write_json, write_text
-from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
+from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table, summarise
 from infodropout.train.studies import RunSpec, Study, run_study
 from infodropout.train.studies.common import scaled_milestones
-from infodropout.train.studies.runner import machine
+from infodropout.train.studies.runner import describe_machine, machine
 
 #: variant -> (what it changes, config overrides)
 VARIANTS = {
@@ -67,9 +66,7 @@ def paired_differences(results) -> dict:
     for variant in VARIANTS:
         diffs = [by[variant, s] - by["preset", s] for v, s in by if v == variant and ("preset", s) in by]
         if diffs and variant != "preset":
-            mean = sum(diffs) / len(diffs)
-            std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) if len(diffs) > 1 else None
-            out[variant] = {"mean": mean, "std": std, "n": len(diffs), "values": diffs}
+            out[variant] = summarise(diffs)
     return out
 
 
@@ -104,13 +101,12 @@ def main(argv=None) -> int:
             for v, (what, _) in VARIANTS.items()]  # fmt: skip
     header = ["variant", "change", "test error (%)", "minus the preset's, same seed", "information (nats/example)"]
     table = markdown_table(header, rows)
-    m = machine()
     milestones = ", ".join(map(str, scaled_milestones(a.epochs)))
     head = (
         f"# What moves the error at width {a.width}\n\n{a.seeds} seeds, {a.epochs} epochs (x3 for 'epochs x3'), lr "
         f"x0.1 after epochs {milestones or '(none)'}: the `mnist-mlp` preset's 120 epochs (lr x0.1 after 40, 80) "
-        f"compressed; {'all' if a.num_train is None else a.num_train} training images; on {m['platform']}, "
-        f"{m['cpus']} CPUs, torch {m['torch']}, one thread per run."
+        f"compressed; {'all' if a.num_train is None else a.num_train} training images; on "
+        f"{describe_machine(machine())}, one thread per run."
     )
     text = f"{head}\n\n{table}\n"
     write_text(Path(a.out) / "results.md", text)

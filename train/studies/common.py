@@ -16,6 +16,7 @@ from infodropout.train.report.figures import line_plot
 from infodropout.train.report.tables import series
 
 from .experiment import StudyOptions
+from .runner import describe_machine
 
 
 def scaled_milestones(epochs: int, preset_milestones=(40, 80), preset_epochs: int = 120) -> list[int]:
@@ -28,9 +29,6 @@ def against_paper(results: Mapping, preset: Mapping, preset_name: str, differenc
     """A report's section on how its runs' schedule differs from the paper's (the preset's): the epochs and the
     learning-rate milestones it ran, the machine, and ``differences`` (one line each) where the study has more."""
     epochs = results["settings"]["epochs"]
-    machine = results.get("machine") or {}
-    where = ", ".join(str(v) for v in (machine.get("platform"), f"{machine.get('cpus')} CPUs") if v)
-    where += "".join(f", {g}" for g in machine.get("gpus", []))
     if epochs == preset["epochs"]:
         schedule = f"the paper's schedule (the `{preset_name}` preset): {epochs} epochs"
     else:
@@ -41,7 +39,12 @@ def against_paper(results: Mapping, preset: Mapping, preset_name: str, differenc
             f"{epochs} epoch{'s' if epochs != 1 else ''}, {ours}: the paper's schedule (the `{preset_name}` preset: "
             f"{preset['epochs']} epochs, lr x0.1 after {theirs}) compressed to the same fractions"
         )
-    lines = ["## Against the paper's setting", "", f"- schedule: {schedule};", f"- machine: {where};"]
+    lines = [
+        "## Against the paper's setting",
+        "",
+        f"- schedule: {schedule};",
+        f"- machine: {describe_machine(results['machine'])};",
+    ]
     lines += [f"- {d};" for d in differences]
     lines[-1] = lines[-1][:-1] + "."
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from infodropout.train.files import write_json, write_text
 from infodropout.train.ownership import claim
 from infodropout.train.report.tables import aggregate, format_mean_std, markdown_table
 
-from .runner import Study, StudyResult, machine, prepare_out, read_result, run_dir_of, run_study
+from .runner import Study, StudyResult, describe_machine, finished_runs, machine, prepare_out, run_study
 
 
 @dataclass
@@ -229,20 +229,14 @@ def joined_results(outcome: StudyResult) -> tuple[list[dict], list[str]]:
     """The results the study's table covers, in the grid's order: this selection's, and those of the grid's other
     runs already finished in the directory (studies of other ``--grid`` selections of one grid share it, so the
     table grows as they join); with the names of the latter."""
-    study, mine = outcome.study, {r["name"]: r for r in outcome.results}
+    study = outcome.study
     if study.grid is None:
         return list(outcome.results), []
     selected = {r.name for r in study.runs}
-    runs, joined = [], []
-    for spec in study.grid:
-        result = mine.get(spec.name)
-        if result is None and spec.name not in selected:
-            result = read_result(run_dir_of(outcome.out, spec))
-            if result is not None:
-                joined.append(spec.name)
-        if result is not None:
-            runs.append(result)
-    return runs, joined
+    found = {r["name"]: r for r in finished_runs(outcome.out, (s for s in study.grid if s.name not in selected))}
+    found.update((r["name"], r) for r in outcome.results)
+    runs = [found[s.name] for s in study.grid if s.name in found]
+    return runs, [s.name for s in study.grid if s.name in found and s.name not in selected]
 
 
 def main_table(cells: Sequence[Mapping], columns: Sequence[Column]) -> str:
@@ -259,10 +253,7 @@ def main_table(cells: Sequence[Mapping], columns: Sequence[Column]) -> str:
 
 
 def render_markdown(results: Mapping, columns: Sequence[Column], sections: Sequence[str]) -> str:
-    m = results["machine"]
-    where = f"{m['platform']}, {m['cpus']} CPUs, torch {m['torch']}" + (
-        f", {', '.join(m['gpus'])}" if "gpus" in m else ""
-    )
+    where = describe_machine(results["machine"])
     lines = [
         f"# {results['study']}",
         "",

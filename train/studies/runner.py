@@ -713,6 +713,13 @@ def machine() -> dict:
     return info
 
 
+def describe_machine(info: Mapping) -> str:
+    """:func:`machine`'s record in words: ``"<platform>, <n> CPUs, torch <version>[, <GPU> ...]"``."""
+    return f"{info['platform']}, {info['cpus']} CPUs, torch {info['torch']}" + "".join(
+        f", {g}" for g in info.get("gpus", [])
+    )
+
+
 def finished_runs(out: Path, specs: Iterable[RunSpec]) -> list[dict]:
     """The results of the finished runs among ``specs`` in ``out`` (in order)."""
     found = (read_result(run_dir_of(out, s)) for s in specs)
