@@ -95,7 +95,8 @@ PROTOCOL_CPU_STEPS = 2 * math.prod(FACTOR_SIZES) // 64
 PROTOCOLS = {
     "cpu-2h": Protocol(
         "factorised vs correlated, beta 4, 3 seeds, 23,040 steps each (two epochs; lr 5e-4, batch 64, bf16 "
-        "channels-last where the CPU has bf16), 2 runs at once on 1 thread each: 99 minutes on 2 CPU cores",
+        "channels-last where the CPU has bf16), 2 runs at once on 1 thread each: under two hours on 2 "
+        "CPU cores (the README has the measured time)",
         dict(
             priors=["factorised", "correlated"],
             betas=[4.0],
