@@ -4,6 +4,7 @@ torch's thread count is undone."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -89,34 +90,31 @@ def test_the_package_sets_the_passive_wait_policy_before_torch_is_imported_and_k
     assert _python("import os, infodropout.train.cli; print(os.environ['OMP_WAIT_POLICY'])") == "PASSIVE"
 
 
-_SPIN = """
-import json, os, resource, time
-import infodropout.train
-import torch
-torch.set_num_threads(2)
-x = torch.randn(1_000_000)
-for _ in range(5):
-    torch.exp(x)
-start, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-for _ in range(100):
-    torch.exp(x)  # a parallel region of 2 OpenMP threads ...
-    end = time.perf_counter() + 0.003
-    while time.perf_counter() < end:  # ... then serial Python, while the other thread waits
-        pass
-stop = resource.getrusage(resource.RUSAGE_SELF)
-cpu = stop.ru_utime - start.ru_utime + stop.ru_stime - start.ru_stime
-print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - t0}))
-"""
+_SPIN_COUNT = re.compile(r"GOMP_SPINCOUNT = '(\d+)'")
+_REPORT = "import {imports}, torch\ntorch.set_num_threads(2)\ntorch.exp(torch.randn(100_000))"
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores for 2 OpenMP threads")
-def test_torchs_openmp_runtime_honours_the_passive_wait_policy():
-    """The experiment: with 2 threads, a waiting OpenMP thread that spins uses a core through the serial
-    parts (CPU time about twice the wall time there); one that sleeps does not. Measured as CPU time,
-    which does not depend on what else the machine runs."""
-    active = json.loads(_python(_SPIN, OMP_WAIT_POLICY="ACTIVE"))
-    passive = json.loads(_python(_SPIN))  # the package's default
-    assert active["cpu"] > 1.5 * passive["cpu"], (active, passive)
+def _spin_count(imports: str, **env) -> int:
+    """How many times torch's OpenMP runtime (libgomp) lets a waiting thread spin before it sleeps, as the
+    runtime itself reports what it read from the environment when it started (``OMP_DISPLAY_ENV=verbose``)."""
+    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    environ.update(env, OMP_DISPLAY_ENV="verbose")
+    code = _REPORT.format(imports=imports)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = _SPIN_COUNT.findall(done.stderr)
+    assert len(found) == 1, f"the OpenMP runtime's report has no single GOMP_SPINCOUNT: {done.stderr[-2000:]}"
+    return int(found[0])
+
+
+def test_torchs_openmp_runtime_reads_the_passive_wait_policy():
+    """The runtime, not only the environment: torch's libgomp started by a process that imported the package
+    lets its waiting threads spin 0 times (they sleep at once); torch alone spins them 300,000 times first, and a
+    user's ``ACTIVE`` is kept (they spin without end). What spinning costs in CPU time and under load is measured
+    by ``benchmarks/bench_threads.py``, not asserted here: it depends on the machine."""
+    assert _spin_count("infodropout.train") == 0
+    assert _spin_count("sys") > 0  # without the package: libgomp's default, the spinning the policy removes
+    assert _spin_count("infodropout.train", OMP_WAIT_POLICY="ACTIVE") > _spin_count("sys")
 
 
 def test_spawned_study_workers_inherit_the_wait_policy(monkeypatch):
