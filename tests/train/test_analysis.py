@@ -1,11 +1,14 @@
 """``uncertainty``, ``prune`` and ``info-plane`` end to end in their quick modes (tiny networks on scikit-learn's
-digits), and their one-line errors."""
+digits; ``uncertainty`` also on a tiny CIFAR-10 run against its default OOD sets), and their one-line errors."""
 
 import json
 
 import pytest
 import torch
 
+from infodropout.train import data as datalib
+from infodropout.train.analysis.runs import load_finished
+from infodropout.train.analysis.uncertainty import ood_loader
 from infodropout.train.cli import main
 from infodropout.train.evaluation import read_record
 from infodropout.train.evaluation.pruning import PrunedMLP
@@ -131,3 +134,32 @@ def test_an_output_directory_that_holds_something_is_refused(runs, tmp_path, cap
     assert main(["prune", str(runs / "info"), "--quick", "--out", str(tmp_path / "out")]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+
+
+def test_a_cifar_run_is_scored_against_its_noised_and_occluded_test_images(tmp_path, data_dir):
+    """CIFAR-10's default OOD sets end to end: the noised test images and Occluded CIFAR's (the same scenes with a
+    digit over them), each standardised with the run's own statistics, as its test images are (OOD images
+    standardised with their own statistics would hide part of the shift the scores are there to see)."""
+    run = tmp_path / "cifar"
+    tiny = ["--width", "0.1", "--epochs", "1", "--num-train", "200", "--num-test", "300", "--device", "cpu"]
+    assert main(["train", "cifar-allcnn", *tiny, "--threads", "1", "--data-dir", str(data_dir), "--out", str(run)]) == 0
+    out = tmp_path / "unc"
+    assert main(["uncertainty", str(run), "--quick", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    results = json.loads((out / "uncertainty.json").read_text())
+    assert results["dataset"] == "cifar10" and results["settings"]["ood"] == ["noised", "occluded-cifar"]
+    measured = results["runs"]["cifar"]
+    assert measured["ood_examples"] == {"noised": 200, "occluded-cifar": 200}
+    scores = {"entropy-noise-off", "entropy-mc-5", "bald-mc-5", "information", "information-typicality"}
+    for name in ("noised", "occluded-cifar"):
+        assert set(measured["ood"][name]) == scores
+        assert all(0.0 <= s["auroc"] <= 1.0 for s in measured["ood"][name].values())
+        _png(out / "figures" / f"roc-{name}.png")
+
+    trainer = load_finished(run, str(data_dir))
+    occluded = datalib.get_dataset("occluded-cifar", str(data_dir), "cpu", trainer.config.seed, n_train=1, n_test=50)
+    loader = ood_loader("occluded-cifar", trainer, limit=50, noise_std=0.5, seed=0, data_dir=str(data_dir))
+    x, y = (torch.cat(parts) for parts in zip(*[(b[0], b[1]) for b in loader], strict=True))
+    mean, std = (torch.as_tensor(v).reshape(1, 3, 1, 1).cpu() for v in (trainer.data.test.mean, trainer.data.test.std))
+    assert torch.equal(y.cpu(), occluded.y_test[:50].cpu())
+    torch.testing.assert_close(x.cpu() * std + mean, occluded.x_test[:50].float() / 255.0, atol=1e-5, rtol=0)
+    assert not torch.allclose(mean, occluded.x_test.float().mean((0, 2, 3)).view(1, 3, 1, 1) / 255.0, atol=1e-3)
