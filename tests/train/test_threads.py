@@ -97,7 +97,8 @@ _REPORT = "import {imports}, torch\ntorch.set_num_threads(2)\ntorch.exp(torch.ra
 def _spin_count(imports: str, **env) -> int:
     """How many times torch's OpenMP runtime (libgomp) lets a waiting thread spin before it sleeps, as the
     runtime itself reports what it read from the environment when it started (``OMP_DISPLAY_ENV=verbose``)."""
-    environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    ours = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_DISPLAY_ENV")  # a spin count set by hand overrides the policy
+    environ = {k: v for k, v in os.environ.items() if k not in ours}
     environ.update(env, OMP_DISPLAY_ENV="verbose")
     code = _REPORT.format(imports=imports)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, timeout=120)
