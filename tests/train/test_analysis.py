@@ -73,6 +73,9 @@ def test_prune_quick_saves_networks_that_equal_the_masked_original(runs, tmp_pat
     units = read_record(out)["units"].to_dataset()
     assert units["information_z1"].shape == (12,) and "magnitude_z2" in units and "fitted_z2" in units
     assert set(results["targets"]["by_ranking"]) == {"information", "fitted"}
+    assert set(results["noise"]) == {"z1", "z2"}
+    assert all(0 <= v <= 1 for o in results["noise"].values() for v in o.values()), results["noise"]
+    assert "## Where the noise sits (training images)\n" in (out / "prune.md").read_text()
     _png(out / "figures" / "pruning_curve.png")
     _png(out / "figures" / "unit_information.png")
 

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from infodropout.train import data as datalib
 from infodropout.train.evaluation import evaluating, write_record
 from infodropout.train.evaluation.pruning import (
     MEASURED,
@@ -38,6 +37,7 @@ from infodropout.train.evaluation.pruning import (
     keep_masks,
     masked,
     mean_unit_information,
+    noise_occupancy,
     noisy_layers,
     test_error,
     unit_scores,
@@ -47,7 +47,7 @@ from infodropout.train.files import atomic_write, buffer_of, write_json, write_t
 from infodropout.train.report import diagnostics
 from infodropout.train.report.tables import markdown_table
 
-from .runs import load_finished, new_output
+from .runs import load_finished, new_output, standardised_like
 
 #: The default points of the curve: the units whose mean information exceeds each threshold (nats).
 THRESHOLDS = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -61,7 +61,6 @@ REFERENCE = ((278, 98, 13), 1.8)
 #: the unpruned network (points).
 TARGET_UNITS, TARGET_ERROR, TARGET_GAP = (300, 100, 50), 1.8, 0.1
 QUICK_THRESHOLDS = (1e-2, 0.1)
-BATCH = 500
 
 
 def parse_keep(text: str) -> list[int]:
@@ -73,14 +72,6 @@ def parse_keep(text: str) -> list[int]:
     if not counts:
         raise ValueError(f"--keep {text!r}: expected units per layer, e.g. 300,100,50")
     return counts
-
-
-def _batches(loader) -> datalib.DeviceLoader:
-    """The images of ``loader`` in order, without augmentation, standardised as the run standardises them."""
-    stats = (
-        {} if loader.mean is None else {"mean": loader.mean.flatten().tolist(), "std": loader.std.flatten().tolist()}
-    )
-    return datalib.DeviceLoader(loader.x, loader.y, BATCH, False, False, 0, **stats)
 
 
 def _timed(forward, batches, repeats: int) -> float:
@@ -131,12 +122,13 @@ def prune(
             "to keep with --keep N1,N2,... (pruned by magnitude and at random)"
         )
     with new_output(out) as out:
-        test, train = _batches(trainer.data.test), _batches(trainer.data.train)
+        test, train = (standardised_like(d.x, d.y, d) for d in (trainer.data.test, trainer.data.train))
         information, measured = None, {}
         if has_information:
             log(f"prune: the information of every unit over {len(trainer.data.train.x):,} training images")
             information = mean_unit_information(ib, train)
             measured = {"information": information, "fitted": fitted_unit_information(ib, train)}
+        occupancy = noise_occupancy(ib, train) if has_information else {}
         if not points:
             chosen = thresholds or (QUICK_THRESHOLDS if quick else THRESHOLDS)
             points = [counts_above(information, t) for t in chosen]
@@ -187,6 +179,8 @@ def prune(
                 "timing_repeats": timing_repeats,
             },  # fmt: skip
         }
+        if occupancy:
+            results["noise"] = occupancy
         for ranking, values in measured.items():
             results[ranking] = {name: {"total": float(v.sum()), "above_0.01": int((v > 0.01).sum())}
                                 for name, v in values.items()}  # fmt: skip
@@ -247,6 +241,10 @@ def targets(results) -> dict:
     return out
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}"
+
+
 def render(results) -> str:
     """``prune.md``: the curve and the targets."""
     u = results["unpruned"]
@@ -286,6 +284,23 @@ def render(results) -> str:
         lines += [
             f"- reference: Bayesian Compression, LeNet-300-100 to {'-'.join(map(str, REFERENCE[0]))} at "
             f"{REFERENCE[1]}% error",
+            "",
+        ]
+    if results.get("noise"):
+        lines += [
+            "## Where the noise sits (training images)",
+            "",
+            "Of the units that are on for an image, the share whose noise is within 1% of the cap (where the "
+            "log-uniform prior's KL is 0 by its convention, although such a unit still passes its signal); the "
+            "share of units off for every image (these carry nothing and prune without loss).",
+            "",
+            markdown_table(
+                ["layer", "entries on (%)", "on and at the cap (%)", "units off for good (%)"],
+                [
+                    [site, f"{100 * o['on']:.1f}", _percent(o["at_cap"]), f"{100 * o['never_on']:.1f}"]
+                    for site, o in results["noise"].items()
+                ],
+            ),
             "",
         ]
     if results.get("figures"):

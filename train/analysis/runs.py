@@ -6,14 +6,25 @@ from pathlib import Path
 
 import torch
 
+from infodropout.train import data as datalib
 from infodropout.train.errors import NotWritable
 from infodropout.train.files import LOCK_NAME, interrupted_write
 from infodropout.train.ownership import claim
 from infodropout.train.run import Trainer
 
+#: Examples per batch of a measurement.
+BATCH = 500
+
 
 def _quiet(message: str) -> None:
     pass
+
+
+def standardised_like(x: torch.Tensor, y: torch.Tensor, like, batch_size: int = BATCH) -> datalib.DeviceLoader:
+    """Batches of ``x`` (and ``y``) in order, without augmentation, standardised as the run's loader ``like``
+    standardises its images (with the run's statistics, whatever images ``x`` holds)."""
+    stats = {} if like.mean is None else {"mean": like.mean.flatten().tolist(), "std": like.std.flatten().tolist()}
+    return datalib.DeviceLoader(x, y, batch_size, False, False, 0, **stats)
 
 
 def load_finished(run_dir: Path, data_dir: str | None = None) -> Trainer:

@@ -41,7 +41,7 @@ from infodropout.train.files import write_json, write_text
 from infodropout.train.report import diagnostics
 from infodropout.train.report.tables import markdown_table
 
-from .runs import load_finished, new_output, seeded
+from .runs import load_finished, new_output, seeded, standardised_like
 
 #: The out-of-distribution sets of each in-distribution data set by default.
 DEFAULT_OOD = {"mnist": ("fashion-mnist",), "fashion-mnist": ("mnist",), "cifar10": ("noised", "occluded-cifar")}
@@ -53,13 +53,6 @@ NOISE_STD = 0.5
 QUICK_SAMPLES, QUICK_EXAMPLES = (1, 5), 200
 #: The targets of the issue (MNIST MLP, width 1024).
 ECE_TARGET, AUROC_TARGET = 0.01, 0.98
-BATCH = 500
-
-
-def _loader(x: torch.Tensor, y: torch.Tensor, like) -> datalib.DeviceLoader:
-    """Batches of ``x`` standardised as the run's test loader ``like`` standardises its images."""
-    stats = {} if like.mean is None else {"mean": like.mean.flatten().tolist(), "std": like.std.flatten().tolist()}
-    return datalib.DeviceLoader(x, y, BATCH, False, False, 0, **stats)
 
 
 def _first(x: torch.Tensor, y: torch.Tensor, limit: int | None):
@@ -76,7 +69,7 @@ def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed:
         x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
         generator = torch.Generator(device=x.device).manual_seed(seed)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return _loader((x + noise_std * noise).clamp(0.0, 1.0), y, test)
+        return standardised_like((x + noise_std * noise).clamp(0.0, 1.0), y, test)
     if name not in OOD_SETS:
         raise ValueError(f"--ood {name}: expected one of {', '.join(OOD_SETS)}")
     if name == trainer.config.dataset:
@@ -88,7 +81,7 @@ def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed:
             f"--ood {name}: its images are {tuple(ds.x_test.shape[1:])}, the run's "
             f"({trainer.config.dataset}) are {tuple(test.x.shape[1:])}"
         )
-    return _loader(*_first(ds.x_test, ds.y_test, limit), test)
+    return standardised_like(*_first(ds.x_test, ds.y_test, limit), test)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -174,7 +167,7 @@ def uncertainty(
 def _measure(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir) -> tuple[dict, dict]:
     test = trainer.data.test
     seeded(seed)
-    inside = predictive(trainer.ib, _loader(*_first(test.x, test.y, num_examples), test), samples)
+    inside = predictive(trainer.ib, standardised_like(*_first(test.x, test.y, num_examples), test), samples)
     n = len(inside.labels)
     kept, evaluated = split(n, held_out if held_out is not None else n // 2, seed)
     measured = {

@@ -5,6 +5,7 @@ needs: removing it gives a smaller deterministic network (the f heads only, the 
 
 - :func:`mean_unit_information`: each unit's KL against the prior, averaged over a data set;
 - :func:`fitted_unit_information`: each unit's information against a prior fitted to it (no arbitrary zero);
+- :func:`noise_occupancy`: how many units are on, at the noise cap, or off for good;
 - :data:`RANKINGS`: the information (either), the norm of the incoming weights (magnitude pruning) and a
   random order, and :func:`keep_masks`, the units each keeps at given counts per layer;
 - :func:`masked`: the original network with the pruned units' outputs zeroed (any architecture);
@@ -128,6 +129,48 @@ def fitted_unit_information(ib, batches: Iterable) -> dict[str, torch.Tensor]:
         info = _binary_entropy(p) + p * on_info.clamp_min(0)
         out[site] = (acc["positions"] * torch.where(acc["on"] > 0, info, torch.zeros_like(info))).cpu()
     return out
+
+
+def noise_occupancy(ib, batches: Iterable, near: float = 0.99) -> dict[str, dict[str, float]]:
+    """Where the learned noise of every information-dropout site sits over the examples of ``batches``
+    (``(x, ...)``; noise off upstream, under :func:`~.context.evaluating`), per site:
+
+    - ``on``: the share of its entries (unit, position, example) that are on, ``f(x) > 0``;
+    - ``at_cap``: the share of those whose ``alpha(x)`` is at least ``near`` times the cap ``alpha_min +
+      alpha_max``, where the log-uniform prior's KL is 0 by its convention (``None`` where none is on);
+    - ``never_on``: the share of its units (channels) that are off for every example and position.
+
+    A network whose units carry little information because they are off can be pruned by it; one whose units
+    sit at the cap still passes their signal. Sites without a capped multiplicative noise are left out (``{}``
+    for a network with none).
+    """
+    if not 0 < near <= 1:
+        raise ValueError(f"near={near!r}: expected a share of the cap in (0, 1]")
+    sums: dict[str, dict] = {}
+    n = 0
+    with evaluating(ib):
+        for x, *_ in batches:
+            n += len(x)
+            for site, q in latent_distributions(ib, to_model(ib, x)).items():
+                if not isinstance(q, MultiplicativeLogNormal) or q.max_scale is None:
+                    continue
+                on = (q.base > 0).transpose(0, 1).flatten(1)  # (units, B * positions)
+                capped = (q.scale >= near * q.max_scale).transpose(0, 1).flatten(1) & on
+                acc = sums.setdefault(site, {"on": 0, "capped": 0, "entries": 0, "ever_on": 0})
+                acc["on"] += int(on.sum())
+                acc["capped"] += int(capped.sum())
+                acc["entries"] += on.numel()
+                acc["ever_on"] = on.any(1) | acc["ever_on"]
+    if n == 0:
+        raise ValueError("batches: no examples to measure the noise on")
+    return {
+        site: {
+            "on": acc["on"] / acc["entries"],
+            "at_cap": acc["capped"] / acc["on"] if acc["on"] else None,
+            "never_on": 1.0 - float(acc["ever_on"].double().mean()),
+        }
+        for site, acc in sums.items()
+    }
 
 
 def incoming_norm(layer: NoisyLayer) -> torch.Tensor:

@@ -19,6 +19,7 @@ from infodropout.train.evaluation.pruning import (
     keep_masks,
     masked,
     mean_unit_information,
+    noise_occupancy,
     unit_scores,
 )
 
@@ -159,3 +160,33 @@ def test_the_fitted_information_is_zero_for_units_that_are_always_off_or_constan
     fitted = fitted_unit_information(ib, _batches())
     assert torch.allclose(fitted["z1"][:3], torch.zeros(3, dtype=torch.float64), atol=1e-6)
     assert (fitted["z1"][3:] > 0).any()
+
+
+def test_noise_occupancy_counts_units_on_at_the_cap_and_off_for_good():
+    ib = _network()
+    z1, z2 = ib.encoder.layers
+    _kill(z1, [0, 3, 7])  # 3 of 12 off for every input, the others on
+    with torch.no_grad():
+        z1.alpha_head.bias.fill_(50.0)  # sigmoid = 1: alpha at the cap for every input
+        z1.alpha_head.weight.zero_()
+        z2.alpha_head.bias.fill_(-50.0)  # sigmoid = 0: alpha at alpha_min, far below the cap
+        z2.alpha_head.weight.zero_()
+    batches = _batches()
+    occupancy = noise_occupancy(ib, batches)
+    assert occupancy["z1"] == {"on": 9 / 12, "at_cap": 1.0, "never_on": 3 / 12}
+    assert occupancy["z2"]["at_cap"] == 0.0
+    x = torch.cat([b[0] for b in batches])  # z2's share on, computed apart: its input is z1's f with the noise off
+    with evaluating(ib):
+        f1 = torch.relu(z1.f_head(x.flatten(1)))
+        on2 = torch.relu(z2.f_head(f1)) > 0
+    assert occupancy["z2"]["on"] == pytest.approx(on2.double().mean().item(), abs=1e-12)
+    assert occupancy["z2"]["never_on"] == pytest.approx(1 - on2.any(0).double().mean().item(), abs=1e-12)
+    half = noise_occupancy(ib, batches, near=0.5)  # alpha at the cap is above half of it; alpha_min is not
+    assert half["z1"]["at_cap"] == 1.0 and half["z2"]["at_cap"] == 0.0
+    with pytest.raises(ValueError, match="near=0: expected a share of the cap"):
+        noise_occupancy(ib, batches, near=0)
+    with pytest.raises(ValueError, match="no examples"):
+        noise_occupancy(ib, [])
+    assert noise_occupancy(_network("vib"), batches) == {}  # Gaussian latents: no cap
+    _kill(z2, list(range(10)))
+    assert noise_occupancy(ib, batches)["z2"] == {"on": 0.0, "at_cap": None, "never_on": 1.0}  # none on
