@@ -270,10 +270,10 @@ def _add_analysis_parsers(sub) -> None:
     p.add_argument("--held-out", type=positive_int, dest="held_out",
                    help="test examples the temperature is fitted on (default: half); the rest are scored")  # fmt: skip
     p.add_argument("--num-examples", type=positive_int, dest="num_examples",
-                   help="at most this many test and OOD examples (default: all)")  # fmt: skip
+                   help="at most this many test and OOD examples, drawn with --seed (default: all)")  # fmt: skip
     p.add_argument("--noise-std", type=_number, dest="noise_std", default=NOISE_STD,
                    help=f"the Gaussian noise of the 'noised' set, in pixel units (default {NOISE_STD})")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="the split, the noised set and the noise draws")
+    p.add_argument("--seed", type=int, default=0, help="the examples, the split, the noised set and the noise draws")
     p.add_argument("--quick", action="store_true", help="a smoke test: 1 and 5 draws, 200 examples")
     add_data_dir_argument(p)
     _add_threads(p, "the measurement")

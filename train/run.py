@@ -697,6 +697,13 @@ class Trainer:
         self.data.recalibration.set_epoch(0)
         return islice(iter(self.data.recalibration), self.config.recalibrate_batches)
 
+    def as_tested(self) -> contextlib.AbstractContextManager:
+        """The network as the run tests it, for every measurement of it: under
+        :func:`~infodropout.train.evaluation.evaluating`, with its batch-norm statistics re-estimated first on
+        :meth:`recalibration_batches` where the config says so (and put back afterwards), so that a measurement
+        made after training sees the network whose test error the run reported."""
+        return evaluating(self.ib, recalibrate=self.recalibration_batches())
+
     def evaluate(self) -> dict:
         """The test measures of the network (:func:`~infodropout.train.evaluation.classifier_measures`:
         error with the noise off and KL per layer under both conventions; or
@@ -710,7 +717,7 @@ class Trainer:
         Recalibration runs the same batches on every rank."""
         self.world.broadcast_buffers(self.ib)
         hooks = dict(kl_convention=self.config.kl_convention, rows=self._test_rows, reduce=self.world.sum)
-        with evaluating(self.ib, recalibrate=self.recalibration_batches()) as ib:
+        with self.as_tested() as ib:
             if self.data.reconstruct:
                 return reconstruction_measures(ib, self.data.test, **hooks)
             return classifier_measures(ib, self.data.test, eval_samples=self.config.eval_samples, **hooks)

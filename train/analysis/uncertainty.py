@@ -55,17 +55,22 @@ QUICK_SAMPLES, QUICK_EXAMPLES = (1, 5), 200
 ECE_TARGET, AUROC_TARGET = 0.01, 0.98
 
 
-def _first(x: torch.Tensor, y: torch.Tensor, limit: int | None):
-    return (x, y) if limit is None else (x[:limit], y[:limit])
+def _some(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int):
+    """``limit`` examples of ``(x, y)`` drawn at random with ``seed``, in their order (all of them for None):
+    not the first ``limit``, which of a test set stored by class (as CIFAR-10's is) would be its first classes."""
+    if limit is None or limit >= len(x):
+        return x, y
+    keep = datalib.subset_index(len(x), limit, seed, sort=True).to(x.device)
+    return x.index_select(0, keep), y.index_select(0, keep)
 
 
 def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed: int, data_dir=None):
     """The out-of-distribution set ``name`` for the run of ``trainer``, standardised as its test images:
     ``noised`` is its own test images plus ``Normal(0, noise_std**2)`` per pixel (in [0, 1] units, clipped
-    to [0, 1]); a data set's name is that set's test split. At most ``limit`` examples."""
+    to [0, 1]); a data set's name is that set's test split. At most ``limit`` examples, drawn at random."""
     test = trainer.data.test
     if name == "noised":
-        x, y = _first(test.x, test.y, limit)
+        x, y = _some(test.x, test.y, limit, seed)
         x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
         generator = torch.Generator(device=x.device).manual_seed(seed)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -81,7 +86,7 @@ def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed:
             f"--ood {name}: its images are {tuple(ds.x_test.shape[1:])}, the run's "
             f"({trainer.config.dataset}) are {tuple(test.x.shape[1:])}"
         )
-    return standardised_like(*_first(ds.x_test, ds.y_test, limit), test)
+    return standardised_like(*_some(ds.x_test, ds.y_test, limit, seed), test)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -110,9 +115,11 @@ def uncertainty(
     :param ood: the out-of-distribution sets (default: :data:`DEFAULT_OOD` of the data set, else ``noised``).
     :param held_out: test examples the temperature is fitted on (default: half the test set); the
         calibration is scored on the others.
-    :param num_examples: at most this many test and OOD examples (default: all; ``quick``: 200).
+    :param num_examples: at most this many test and OOD examples, drawn at random with ``seed`` (default: all;
+        ``quick``: 200).
     :param noise_std: the noise of the ``noised`` set, in pixel units.
-    :param seed: the split of the test set, the noise of ``noised`` and the draws of the networks' noise.
+    :param seed: the examples kept, the split of the test set, the noise of ``noised`` and the draws of the
+        networks' noise.
     """
     if not run_dirs:
         raise ValueError("give at least one run directory")
@@ -165,9 +172,16 @@ def uncertainty(
 
 
 def _measure(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir) -> tuple[dict, dict]:
+    """The run's measures and record groups, on the network as the run tested it (:meth:`Trainer.as_tested`:
+    batch-norm statistics re-estimated where its config says so)."""
+    with trainer.as_tested():
+        return _measure_tested(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir)
+
+
+def _measure_tested(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir) -> tuple[dict, dict]:
     test = trainer.data.test
     seeded(seed)
-    inside = predictive(trainer.ib, standardised_like(*_first(test.x, test.y, num_examples), test), samples)
+    inside = predictive(trainer.ib, standardised_like(*_some(test.x, test.y, num_examples, seed), test), samples)
     n = len(inside.labels)
     kept, evaluated = split(n, held_out if held_out is not None else n // 2, seed)
     measured = {

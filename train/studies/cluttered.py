@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from infodropout.train.config import PRESETS
-from infodropout.train.evaluation import evaluating, information_maps, write_record
+from infodropout.train.evaluation import information_maps, write_record
 from infodropout.train.evaluation.record import group, maps_dataset
 from infodropout.train.report.figures import heat_maps, line_plot
 from infodropout.train.report.tables import format_mean_std, markdown_table
@@ -148,7 +148,7 @@ def measure_information(trainer, run_dir, options) -> dict:
     totals: dict[str, float] = {}
     kept: dict[str, list] = {}
     count = 0
-    with evaluating(trainer.ib, recalibrate=trainer.recalibration_batches()) as ib:
+    with trainer.as_tested() as ib:
         for start in range(0, len(test.x), test.batch_size):
             stop = min(start + test.batch_size, len(test.x))
             x = standardised(test, test.x[start:stop])  # (B, 1, H, W)

@@ -54,7 +54,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from infodropout.train.config import PRESETS
-from infodropout.train.evaluation import evaluating, features, linear_probe
+from infodropout.train.evaluation import features, linear_probe
 from infodropout.train.report.figures import COLOURS, save
 from infodropout.train.report.tables import format_mean_std, markdown_table
 
@@ -115,7 +115,7 @@ def measure_nuisance(trainer, run_dir, options) -> dict:
     digits_test = run_extras(trainer, "test", ["nuisance"])["nuisance"]  # (M,)
     out = {}
     for noisy, suffix in ((False, ""), (True, "_noisy")):
-        with evaluating(trainer.ib, recalibrate=trainer.recalibration_batches()) as ib:
+        with trainer.as_tested() as ib:
             r_train = representations(ib, train, train.x[:probe_train], noisy)  # (N, D)
             r_test = representations(ib, test, test.x, noisy)  # (M, D)
         probe = linear_probe(r_train, digits_train, r_test, digits_test, 10, seed=trainer.config.seed)
