@@ -101,14 +101,6 @@ def _kept(total: int, n: int | None, seed: int) -> torch.Tensor | None:
     return None if n is None or n >= total else datalib.subset_index(total, n, seed)
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
-    keep = _kept(len(x), n, seed)
-    if keep is None:
-        return x, y
-    keep = keep.to(x.device)
-    return x.index_select(0, keep), y.index_select(0, keep)
-
-
 def _check_count(name: str, n: int | None, total: int, dataset: str, split: str) -> None:
     """A one-line ``ValueError`` where ``n`` (``num_train`` or ``num_test``) asks for more examples than exist."""
     if n is not None and n > total:
@@ -160,8 +152,8 @@ def load_run_data(config: TrainConfig, device: torch.device, data_dir: str | Non
     source = _joined(datalib.data_roots(config.dataset, data_dir))
     _check_count("num_train", config.num_train, len(ds.x_train), config.dataset, "training")
     _check_count("num_test", config.num_test, len(ds.x_test), config.dataset, "test")
-    x_train, y_train = _subset(ds.x_train, ds.y_train, config.num_train, config.seed)
-    x_test, y_test = _subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
+    x_train, y_train = datalib.subset(ds.x_train, ds.y_train, config.num_train, config.seed)
+    x_test, y_test = datalib.subset(ds.x_test, ds.y_test, config.num_test, config.seed + 1)
     norm = {} if reconstruct else {"mean": ds.mean, "std": ds.std}
     augments = []
     if config.augment:

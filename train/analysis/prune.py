@@ -32,12 +32,11 @@ from infodropout.train.evaluation.pruning import (
     PrunedMLP,
     check_mlp,
     counts_above,
-    fitted_unit_information,
+    fitted_information_and_noise,
     incoming_norm,
     keep_masks,
     masked,
     mean_unit_information,
-    noise_occupancy,
     noisy_layers,
     test_error,
     unit_scores,
@@ -127,8 +126,10 @@ def prune(
         if has_information:
             log(f"prune: the information of every unit over {len(trainer.data.train.x):,} training images")
             information = mean_unit_information(ib, train)
-            measured = {"information": information, "fitted": fitted_unit_information(ib, train)}
-        occupancy = noise_occupancy(ib, train) if has_information else {}
+            fitted, occupancy = fitted_information_and_noise(ib, train)
+            measured = {"information": information, "fitted": fitted}
+        else:
+            occupancy = {}
         if not points:
             chosen = thresholds or (QUICK_THRESHOLDS if quick else THRESHOLDS)
             points = [counts_above(information, t) for t in chosen]

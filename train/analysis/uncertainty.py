@@ -55,22 +55,13 @@ QUICK_SAMPLES, QUICK_EXAMPLES = (1, 5), 200
 ECE_TARGET, AUROC_TARGET = 0.01, 0.98
 
 
-def _some(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int):
-    """``limit`` examples of ``(x, y)`` drawn at random with ``seed``, in their order (all of them for None):
-    not the first ``limit``, which of a test set stored by class (as CIFAR-10's is) would be its first classes."""
-    if limit is None or limit >= len(x):
-        return x, y
-    keep = datalib.subset_index(len(x), limit, seed, sort=True).to(x.device)
-    return x.index_select(0, keep), y.index_select(0, keep)
-
-
 def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed: int, data_dir=None):
     """The out-of-distribution set ``name`` for the run of ``trainer``, standardised as its test images:
     ``noised`` is its own test images plus ``Normal(0, noise_std**2)`` per pixel (in [0, 1] units, clipped
     to [0, 1]); a data set's name is that set's test split. At most ``limit`` examples, drawn at random."""
     test = trainer.data.test
     if name == "noised":
-        x, y = _some(test.x, test.y, limit, seed)
+        x, y = datalib.subset(test.x, test.y, limit, seed, sort=True)
         x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
         generator = torch.Generator(device=x.device).manual_seed(seed)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -86,7 +77,7 @@ def ood_loader(name: str, trainer, *, limit: int | None, noise_std: float, seed:
             f"--ood {name}: its images are {tuple(ds.x_test.shape[1:])}, the run's "
             f"({trainer.config.dataset}) are {tuple(test.x.shape[1:])}"
         )
-    return standardised_like(*_some(ds.x_test, ds.y_test, limit, seed), test)
+    return standardised_like(*datalib.subset(ds.x_test, ds.y_test, limit, seed, sort=True), test)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -157,9 +148,10 @@ def uncertainty(
         groups: dict[str, xr.Dataset] = {}
         for label, run_dir, trainer in zip(_labels(run_dirs), run_dirs, trainers, strict=True):
             log(f"uncertainty: {label} ({trainer.config.dropout} dropout): test set and {', '.join(ood)}")
-            results["runs"][label], run_groups = _measure(
-                trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir
-            )
+            with trainer.as_tested():
+                results["runs"][label], run_groups = _measure(
+                    trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir
+                )
             results["runs"][label]["run_dir"] = str(Path(run_dir).resolve())
             groups.update({f"{label}/{name}": ds for name, ds in run_groups.items()})
         results["targets"] = targets(results)
@@ -172,16 +164,12 @@ def uncertainty(
 
 
 def _measure(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir) -> tuple[dict, dict]:
-    """The run's measures and record groups, on the network as the run tested it (:meth:`Trainer.as_tested`:
-    batch-norm statistics re-estimated where its config says so)."""
-    with trainer.as_tested():
-        return _measure_tested(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir)
-
-
-def _measure_tested(trainer, ood, samples, held_out, num_examples, noise_std, seed, data_dir) -> tuple[dict, dict]:
+    """The run's measures and record groups, taken on the network as the run tested it (the caller's
+    :meth:`Trainer.as_tested`: batch-norm statistics re-estimated where its config says so)."""
     test = trainer.data.test
     seeded(seed)
-    inside = predictive(trainer.ib, standardised_like(*_some(test.x, test.y, num_examples, seed), test), samples)
+    examples = datalib.subset(test.x, test.y, num_examples, seed, sort=True)
+    inside = predictive(trainer.ib, standardised_like(*examples, test), samples)
     n = len(inside.labels)
     kept, evaluated = split(n, held_out if held_out is not None else n // 2, seed)
     measured = {

@@ -10,7 +10,7 @@
   set's files were found (what a run records).
 """
 
-from .arrays import ArrayDataset, SplitPair, TensorImageDataset, channel_stats, subset_index, to_float
+from .arrays import ArrayDataset, SplitPair, TensorImageDataset, channel_stats, subset, subset_index, to_float
 from .cifar import CIFAR10_CLASSES, load_cifar10
 from .cluttered import make_cluttered
 from .dsprites import DSprites, DSpritesLoader, load_dsprites
@@ -61,6 +61,7 @@ __all__ = [
     "make_occluded",
     "read_idx",
     "search_dirs",
+    "subset",
     "subset_index",
     "to_float",
 ]

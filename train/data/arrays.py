@@ -33,6 +33,16 @@ def subset_index(total: int, n: int | None, seed: int, *, sort: bool = False) ->
     return order.sort().values if sort else order
 
 
+def subset(x: Tensor, y: Tensor, n: int | None, seed: int, *, sort: bool = False) -> tuple[Tensor, Tensor]:
+    """The ``n`` examples of ``(x, y)`` that :func:`subset_index` keeps (on ``x``'s device), or ``(x, y)`` itself
+    for None or ``n >= len(x)``: a random sample, never the first ``n`` (of a test set stored by class, as
+    CIFAR-10's copy here is, those would be its first classes)."""
+    if n is None or n >= len(x):
+        return x, y
+    keep = subset_index(len(x), n, seed, sort=sort).to(x.device)
+    return x.index_select(0, keep), y.index_select(0, keep)
+
+
 def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) standard deviation of uint8 images, in [0, 1] pixel units.
 

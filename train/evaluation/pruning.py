@@ -5,7 +5,8 @@ needs: removing it gives a smaller deterministic network (the f heads only, the 
 
 - :func:`mean_unit_information`: each unit's KL against the prior, averaged over a data set;
 - :func:`fitted_unit_information`: each unit's information against a prior fitted to it (no arbitrary zero);
-- :func:`noise_occupancy`: how many units are on, at the noise cap, or off for good;
+- :func:`noise_occupancy`: how many units are on, at the noise cap, or off for good (both from one pass:
+  :func:`fitted_information_and_noise`);
 - :data:`RANKINGS`: the information (either), the norm of the incoming weights (magnitude pruning) and a
   random order, and :func:`keep_masks`, the units each keeps at given counts per layer;
 - :func:`masked`: the original network with the pruned units' outputs zeroed (any architecture);
@@ -85,6 +86,68 @@ def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
     return -(torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p))
 
 
+#: A unit's noise is "at the cap" where ``alpha(x)`` is at least this share of ``alpha_min + alpha_max``.
+AT_CAP = 0.99
+
+
+def _unit_statistics(ib, batches: Iterable, near: float) -> tuple[dict[str, dict], int]:
+    """One pass over ``batches`` (``(x, ...)``; noise off upstream, under :func:`~.context.evaluating`): per
+    latent site, per unit (channel; positions pooled as samples), the sums that :func:`fitted_unit_information`
+    and :func:`noise_occupancy` are read from, and the number of examples. Where the guide is Gaussian on
+    ``log z`` (information dropout: ``m = log f``, ``s = alpha``; a Gaussian latent: ``loc``, ``scale``), among
+    the entries where the unit is on (``f > 0``; always, but for ReLU units): ``on``, ``m``, ``m2``, ``s2``,
+    ``log_s``; and, for a capped multiplicative noise, ``capped``: the entries on with ``alpha >= near * cap``."""
+    sums: dict[str, dict] = {}
+    n = 0
+    with evaluating(ib):
+        for x, *_ in batches:
+            n += len(x)
+            for site, q in latent_distributions(ib, to_model(ib, x)).items():
+                cap = q.max_scale if isinstance(q, MultiplicativeLogNormal) else None
+                if cap is not None:
+                    on, loc, scale = q.base > 0, torch.log(q.base.clamp_min(torch.finfo(q.base.dtype).tiny)), q.scale
+                    capped = (q.scale >= near * cap) & on  # in the guide's own precision
+                else:
+                    on, loc, scale = torch.ones_like(q.loc, dtype=torch.bool), q.loc, q.scale
+                positions = 1 if loc.dim() == 2 else loc[0, 0].numel()
+                on, loc, scale = (t.transpose(0, 1).flatten(1).double() for t in (on, loc, scale))  # (units, B*HW)
+                acc = sums.setdefault(site, {"positions": positions, "n": 0.0, "cap": cap})
+                if cap is not None:
+                    acc["capped"] = acc.get("capped", 0) + capped.transpose(0, 1).flatten(1).double().sum(1)
+                loc, scale = loc * on, torch.where(on > 0, scale, torch.ones_like(scale))
+                for key, value in (("on", on), ("m", loc), ("m2", loc.square()), ("s2", scale.square() * on),
+                                   ("log_s", torch.log(scale))):  # fmt: skip
+                    acc[key] = acc.get(key, 0) + value.sum(1)
+                acc["n"] += on.shape[1]
+    return sums, n
+
+
+def _fitted(sums: Mapping[str, dict]) -> dict[str, torch.Tensor]:
+    out = {}
+    for site, acc in sums.items():
+        count = acc["on"].clamp_min(1)
+        variance = (acc["m2"] / count - (acc["m"] / count).square()).clamp_min(0)
+        on_info = 0.5 * torch.log(variance + acc["s2"] / count) - acc["log_s"] / count
+        p = acc["on"] / acc["n"]
+        info = _binary_entropy(p) + p * on_info.clamp_min(0)
+        out[site] = (acc["positions"] * torch.where(acc["on"] > 0, info, torch.zeros_like(info))).cpu()
+    return out
+
+
+def _occupancy(sums: Mapping[str, dict]) -> dict[str, dict[str, float | None]]:
+    out = {}
+    for site, acc in sums.items():
+        if acc["cap"] is None:
+            continue
+        on = float(acc["on"].sum())
+        out[site] = {
+            "on": on / (acc["n"] * len(acc["on"])),
+            "at_cap": float(acc["capped"].sum()) / on if on else None,
+            "never_on": float((acc["on"] == 0).double().mean()),
+        }
+    return out
+
+
 def fitted_unit_information(ib, batches: Iterable) -> dict[str, torch.Tensor]:
     r"""
     The information of every unit of every latent site against a prior fitted to it, over the examples of
@@ -101,37 +164,13 @@ def fitted_unit_information(ib, batches: Iterable) -> dict[str, torch.Tensor]:
     still counts. 0 for a unit that is always off or constant with constant noise. Convolutional channels
     pool their positions as samples and count ``H * W`` positions.
     """
-    sums: dict[str, dict] = {}
-    with evaluating(ib):
-        for x, *_ in batches:
-            x = to_model(ib, x)
-            for site, q in latent_distributions(ib, x).items():
-                if isinstance(q, MultiplicativeLogNormal):
-                    on, loc, scale = q.base > 0, torch.log(q.base.clamp_min(torch.finfo(q.base.dtype).tiny)), q.scale
-                else:
-                    on, loc, scale = torch.ones_like(q.loc, dtype=torch.bool), q.loc, q.scale
-                positions = 1 if loc.dim() == 2 else loc[0, 0].numel()
-                on, loc, scale = (t.transpose(0, 1).flatten(1).double() for t in (on, loc, scale))  # (units, B*HW)
-                loc, scale = loc * on, torch.where(on > 0, scale, torch.ones_like(scale))
-                acc = sums.setdefault(site, {"positions": positions, "n": 0.0})
-                for key, value in (("on", on), ("m", loc), ("m2", loc.square()), ("s2", scale.square() * on),
-                                   ("log_s", torch.log(scale))):  # fmt: skip
-                    acc[key] = acc.get(key, 0) + value.sum(1)
-                acc["n"] += on.shape[1]
+    sums, _ = _unit_statistics(ib, batches, AT_CAP)
     if not sums:
         raise ValueError("batches: no examples (or no latent sites) to measure the information of the units on")
-    out = {}
-    for site, acc in sums.items():
-        count = acc["on"].clamp_min(1)
-        variance = (acc["m2"] / count - (acc["m"] / count).square()).clamp_min(0)
-        on_info = 0.5 * torch.log(variance + acc["s2"] / count) - acc["log_s"] / count
-        p = acc["on"] / acc["n"]
-        info = _binary_entropy(p) + p * on_info.clamp_min(0)
-        out[site] = (acc["positions"] * torch.where(acc["on"] > 0, info, torch.zeros_like(info))).cpu()
-    return out
+    return _fitted(sums)
 
 
-def noise_occupancy(ib, batches: Iterable, near: float = 0.99) -> dict[str, dict[str, float]]:
+def noise_occupancy(ib, batches: Iterable, near: float = AT_CAP) -> dict[str, dict[str, float | None]]:
     """Where the learned noise of every information-dropout site sits over the examples of ``batches``
     (``(x, ...)``; noise off upstream, under :func:`~.context.evaluating`), per site:
 
@@ -146,31 +185,19 @@ def noise_occupancy(ib, batches: Iterable, near: float = 0.99) -> dict[str, dict
     """
     if not 0 < near <= 1:
         raise ValueError(f"near={near!r}: expected a share of the cap in (0, 1]")
-    sums: dict[str, dict] = {}
-    n = 0
-    with evaluating(ib):
-        for x, *_ in batches:
-            n += len(x)
-            for site, q in latent_distributions(ib, to_model(ib, x)).items():
-                if not isinstance(q, MultiplicativeLogNormal) or q.max_scale is None:
-                    continue
-                on = (q.base > 0).transpose(0, 1).flatten(1)  # (units, B * positions)
-                capped = (q.scale >= near * q.max_scale).transpose(0, 1).flatten(1) & on
-                acc = sums.setdefault(site, {"on": 0, "capped": 0, "entries": 0, "ever_on": 0})
-                acc["on"] += int(on.sum())
-                acc["capped"] += int(capped.sum())
-                acc["entries"] += on.numel()
-                acc["ever_on"] = on.any(1) | acc["ever_on"]
+    sums, n = _unit_statistics(ib, batches, near)
     if n == 0:
         raise ValueError("batches: no examples to measure the noise on")
-    return {
-        site: {
-            "on": acc["on"] / acc["entries"],
-            "at_cap": acc["capped"] / acc["on"] if acc["on"] else None,
-            "never_on": 1.0 - float(acc["ever_on"].double().mean()),
-        }
-        for site, acc in sums.items()
-    }
+    return _occupancy(sums)
+
+
+def fitted_information_and_noise(ib, batches: Iterable) -> tuple[dict[str, torch.Tensor], dict[str, dict]]:
+    """:func:`fitted_unit_information` and :func:`noise_occupancy` (at :data:`AT_CAP`) from one pass over
+    ``batches``."""
+    sums, _ = _unit_statistics(ib, batches, AT_CAP)
+    if not sums:
+        raise ValueError("batches: no examples (or no latent sites) to measure the information of the units on")
+    return _fitted(sums), _occupancy(sums)
 
 
 def incoming_norm(layer: NoisyLayer) -> torch.Tensor:

@@ -119,7 +119,7 @@ def test_a_run_on_part_of_cluttered_mnist_generates_only_that_part_with_the_imag
     generating the whole set and taking the run's subset of it (what it did before)."""
     from infodropout.train import data as datalib
     from infodropout.train.config import resolve
-    from infodropout.train.run import _subset, load_run_data
+    from infodropout.train.run import load_run_data
 
     monkeypatch.setattr(datalib, "CLUTTERED_SIZES", (600, 200))  # a small whole set to compare with
     config = resolve(
@@ -127,8 +127,8 @@ def test_a_run_on_part_of_cluttered_mnist_generates_only_that_part_with_the_imag
     )
     data = load_run_data(config, torch.device("cpu"))
     whole = get_dataset("cluttered-mnist", data_dir, "cpu", 3, n_train=600, n_test=200)
-    x_train, y_train = _subset(whole.x_train, whole.y_train, 150, 3)
-    x_test, y_test = _subset(whole.x_test, whole.y_test, 50, 4)
+    x_train, y_train = datalib.subset(whole.x_train, whole.y_train, 150, 3)
+    x_test, y_test = datalib.subset(whole.x_test, whole.y_test, 50, 4)
     assert torch.equal(data.train.x.cpu(), x_train) and torch.equal(data.train.y.cpu(), y_train)
     assert torch.equal(data.test.x.cpu(), x_test) and torch.equal(data.test.y.cpu(), y_test)
     with pytest.raises(ValueError, match=r"^num_train=601: cluttered-mnist has 600 training examples"):

@@ -9,9 +9,8 @@ import torch
 
 from infodropout.guides.layers import sampling
 from infodropout.models.zoo import build_network
-from infodropout.train.data import subset_index
+from infodropout.train.data import subset, subset_index
 from infodropout.train.evaluation import information_maps, read_record
-from infodropout.train.run import _subset
 from infodropout.train.studies import EXPERIMENTS, StudyOptions, run_experiment, select
 from infodropout.train.studies import cluttered as exp
 from infodropout.train.studies.common import run_extras
@@ -111,7 +110,7 @@ def test_a_dense_layer_has_no_map():
 def test_a_run_keeps_the_examples_the_trainer_keeps():
     x = torch.arange(50)[:, None]
     for n, seed in ((None, 0), (20, 3), (50, 1), (80, 2)):
-        assert torch.equal(_subset(x, x[:, 0], n, seed)[0], x[subset_index(50, n, seed)])
+        assert torch.equal(subset(x, x[:, 0], n, seed)[0], x[subset_index(50, n, seed)])
 
 
 def test_extras_of_images_that_are_not_the_runs_are_refused(data_dir):
